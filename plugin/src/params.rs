@@ -1,0 +1,110 @@
+//! The plugin's parameters and persisted (non-parameter) state.
+
+use nice_plug::prelude::*;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use crate::latency::LatencyChoice;
+
+pub const MIN_OUTPUT_DB: f32 = -24.0;
+pub const MAX_OUTPUT_DB: f32 = 12.0;
+
+/// Which vocoder slot produces the wet signal.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The stock HiFi-GAN family vocoder.
+    #[id = "original"]
+    #[name = "Original"]
+    Original,
+    /// The thesis variant: Grouped Residual Convolution MRF blocks.
+    #[id = "modified"]
+    #[name = "Modified"]
+    Modified,
+}
+
+impl Mode {
+    pub fn slot(self) -> usize {
+        match self {
+            Mode::Original => 0,
+            Mode::Modified => 1,
+        }
+    }
+}
+
+/// Where inference runs. Persisted with the project, not automatable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Params)]
+pub struct VocoderParams {
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
+
+    /// Not automatable: a change re-plans the engine and re-reports the latency.
+    #[id = "latency"]
+    pub latency: EnumParam<LatencyChoice>,
+
+    /// Wet amount, 0..1 shown as percent.
+    #[id = "mix"]
+    pub mix: FloatParam,
+
+    /// Output gain in decibels.
+    #[id = "output"]
+    pub output_db: FloatParam,
+
+    /// Model file for the Original slot (None: the default model from `models/`).
+    #[persist = "model-original"]
+    pub model_original: RwLock<Option<String>>,
+
+    /// Model file for the Modified slot (None: the default model from `models/`).
+    #[persist = "model-modified"]
+    pub model_modified: RwLock<Option<String>>,
+
+    #[persist = "device"]
+    pub device: RwLock<DeviceChoice>,
+}
+
+impl Default for VocoderParams {
+    fn default() -> Self {
+        Self {
+            mode: EnumParam::new("Mode", Mode::Original),
+            latency: EnumParam::new("Latency", LatencyChoice::Ms80).non_automatable(),
+            mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(20.0))
+                .with_unit(" %")
+                .with_value_to_string(formatters::v2s_f32_percentage(1))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
+            output_db: FloatParam::new(
+                "Output",
+                0.0,
+                FloatRange::Linear { min: MIN_OUTPUT_DB, max: MAX_OUTPUT_DB },
+            )
+            .with_smoother(SmoothingStyle::Linear(20.0))
+            .with_step_size(0.1)
+            .with_unit(" dB")
+            .with_value_to_string(Arc::new(|db| format!("{db:.1}")))
+            .with_string_to_value(Arc::new(|s: &str| {
+                s.trim().trim_end_matches("dB").trim().parse::<f32>().ok()
+            })),
+            model_original: RwLock::new(None),
+            model_modified: RwLock::new(None),
+            device: RwLock::new(DeviceChoice::Auto),
+        }
+    }
+}
+
+impl VocoderParams {
+    pub fn model_path(&self, mode: Mode) -> Option<String> {
+        match mode {
+            Mode::Original => self.model_original.read().clone(),
+            Mode::Modified => self.model_modified.read().clone(),
+        }
+    }
+}

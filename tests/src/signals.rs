@@ -1,0 +1,45 @@
+//! Test signals and measurements.
+
+/// A deterministic speech-like test signal: a harmonic source with a slowly moving pitch and
+/// an amplitude envelope, so every sample differs from its neighbours (alignment is unambiguous).
+pub fn test_signal(len: usize, sample_rate: f32, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(747796405).wrapping_add(2891336453);
+    let mut phase = 0.0f32;
+    (0..len)
+        .map(|n| {
+            let t = n as f32 / sample_rate;
+            let f0 = 140.0 + 30.0 * (2.0 * std::f32::consts::PI * 1.3 * t).sin();
+            phase += f0 / sample_rate;
+            let mut x = 0.0;
+            for h in 1..6 {
+                x += (2.0 * std::f32::consts::PI * h as f32 * phase).sin() / h as f32;
+            }
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let noise = (state as f32 / u32::MAX as f32 - 0.5) * 0.05;
+            0.3 * x * (0.6 + 0.4 * (2.0 * std::f32::consts::PI * 3.0 * t).sin()) + noise
+        })
+        .collect()
+}
+
+/// Lag (in samples, 0..=max_lag) at which `y` best matches `x` delayed: argmax of the
+/// cross-correlation sum x[n] * y[n + lag].
+pub fn best_lag(x: &[f32], y: &[f32], max_lag: usize) -> usize {
+    let mut best = (0usize, f64::MIN);
+    for lag in 0..=max_lag {
+        let mut acc = 0.0f64;
+        for n in 0..x.len().min(y.len().saturating_sub(lag)) {
+            acc += x[n] as f64 * y[n + lag] as f64;
+        }
+        if acc > best.1 {
+            best = (lag, acc);
+        }
+    }
+    best.0
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

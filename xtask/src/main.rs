@@ -1,0 +1,96 @@
+//! Project tasks. `cargo xtask bundle ...` is nice-plug's bundler; the other commands are ours.
+//!
+//! - `cargo xtask bundle streamspeech_vocoder [--release]`: build the CLAP and VST3 bundles into
+//!   `target/bundled/` (names from `bundler.toml`).
+//! - `cargo xtask test`: the project's whole test suite, exactly what CI runs. It first builds the
+//!   host-test bundle (debug, `assert_process_allocs` + `host-test-slots`) so the host tests never
+//!   load a stale bundle, then runs `cargo test --workspace`.
+//! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGIN_PACKAGE: &str = "streamspeech_vocoder";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    nice_plug_xtask::chdir_workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("bundle-host-test") => bundle_host_test(),
+        Some("install") => install(),
+        _ => nice_plug_xtask::main_with_args("cargo xtask", args),
+    }
+}
+
+/// The bundle the host tests load: debug build (so `assert_process_allocs` is armed) with the
+/// diagnostic slot outputs the tests use to see where a mode change lands.
+fn bundle_host_test() -> Result<()> {
+    nice_plug_xtask::main_with_args(
+        "cargo xtask",
+        [
+            "bundle".to_string(),
+            PLUGIN_PACKAGE.to_string(),
+            "--features".to_string(),
+            "assert_process_allocs,host-test-slots".to_string(),
+        ],
+    )
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    bundle_host_test()?;
+    let status = Command::new(env!("CARGO"))
+        .args(["test", "--workspace"])
+        .args(extra)
+        .status()
+        .context("could not run cargo test")?;
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
+fn install() -> Result<()> {
+    nice_plug_xtask::main_with_args(
+        "cargo xtask",
+        ["bundle".into(), PLUGIN_PACKAGE.into(), "--release".into()],
+    )?;
+    let home = PathBuf::from(std::env::var("HOME").context("HOME is not set")?);
+    let (clap_dir, vst3_dir) = if cfg!(target_os = "macos") {
+        let base = home.join("Library/Audio/Plug-Ins");
+        (base.join("CLAP"), base.join("VST3"))
+    } else if cfg!(target_os = "windows") {
+        let common = PathBuf::from(
+            std::env::var("COMMONPROGRAMFILES").unwrap_or_else(|_| r"C:\Program Files\Common Files".into()),
+        );
+        (common.join("CLAP"), common.join("VST3"))
+    } else {
+        (home.join(".clap"), home.join(".vst3"))
+    };
+    let bundled = Path::new("target/bundled");
+    for (name, dest) in [
+        ("StreamSpeech Vocoder.clap", &clap_dir),
+        ("StreamSpeech Vocoder.vst3", &vst3_dir),
+    ] {
+        std::fs::create_dir_all(dest)?;
+        let from = bundled.join(name);
+        let to = dest.join(name);
+        copy_recursively(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        eprintln!("installed {}", to.display());
+    }
+    Ok(())
+}
+
+fn copy_recursively(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_recursively(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else {
+        std::fs::copy(from, to)?;
+    }
+    Ok(())
+}
