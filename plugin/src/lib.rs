@@ -34,11 +34,13 @@ pub fn mode_fade_samples(sample_rate: f32) -> u64 {
 pub struct StreamSpeechVocoder {
     params: Arc<VocoderParams>,
     engine: Option<ShellEngine>,
+    /// A CLAP restart was requested for a latency change and has not happened yet.
+    restart_requested: bool,
 }
 
 impl Default for StreamSpeechVocoder {
     fn default() -> Self {
-        Self { params: Arc::new(VocoderParams::default()), engine: None }
+        Self { params: Arc::new(VocoderParams::default()), engine: None, restart_requested: false }
     }
 }
 
@@ -86,7 +88,9 @@ impl Plugin for StreamSpeechVocoder {
             self.params.latency.value(),
             self.params.mode.value(),
         );
+        // Within activate() this is the one place CLAP allows `latency.changed`.
         context.set_latency_samples(engine.latency_samples());
+        self.restart_requested = false;
         self.params.mix.smoothed.reset(self.params.mix.value());
         self.params.output_db.smoothed.reset(self.params.output_db.value());
         self.engine = Some(engine);
@@ -114,10 +118,25 @@ impl Plugin for StreamSpeechVocoder {
         let Some(engine) = &mut self.engine else {
             return ProcessStatus::Error("process() before activate()");
         };
-        // A latency change is applied at once (buffers are sized for the largest choice) and
-        // re-reported; the wrapper turns that into the host's restart/latency-changed request.
-        if engine.set_latency_choice(self.params.latency.value()) {
-            context.set_latency_samples(engine.latency_samples());
+        let wanted = self.params.latency.value();
+        if wanted != engine.latency_choice() {
+            match context.plugin_api() {
+                // CLAP only lets latency change inside activate(): ask the host for a restart and
+                // keep running (and reporting) the current plan until it happens.
+                PluginApi::Clap => {
+                    if !self.restart_requested {
+                        context.request_restart();
+                        self.restart_requested = true;
+                    }
+                }
+                // VST3 hosts re-query the latency on restartComponent(kLatencyChanged), which
+                // set_latency_samples sends; buffers are sized for the largest choice, so the new
+                // plan applies at once without allocating.
+                _ => {
+                    engine.set_latency_choice(wanted);
+                    context.set_latency_samples(engine.latency_samples());
+                }
+            }
         }
         // With sample-accurate automation the wrapper splits blocks at parameter events, so a
         // mode change seen here happens exactly at this block's first sample.

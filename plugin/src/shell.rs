@@ -42,6 +42,10 @@ impl ShellEngine {
         self.budget.total_samples()
     }
 
+    pub fn latency_choice(&self) -> LatencyChoice {
+        self.choice
+    }
+
     /// Returns true when the latency changed.
     pub fn set_latency_choice(&mut self, choice: LatencyChoice) -> bool {
         if choice == self.choice {
