@@ -2,10 +2,11 @@
 //!
 //! - `cargo xtask bundle streamspeech_vocoder [--release]`: build the CLAP and VST3 bundles into
 //!   `target/bundled/` (names from `bundler.toml`).
-//! - `cargo xtask test`: the project's whole test suite, exactly what CI runs. It first builds the
-//!   host-test bundle (debug, `assert_process_allocs` + `host-test-slots`) so the host tests never
+//! - `cargo xtask test`: the project's whole test suite, exactly what CI runs. It first fetches the
+//!   default models (idempotent), then builds the host-test bundle (debug, `assert_process_allocs` + `host-test-slots`) so the host tests never
 //!   load a stale bundle, then runs `cargo test --workspace`.
 //! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
+//! - `cargo xtask models`: fetch and convert the default models into `models/`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("bundle-host-test") => bundle_host_test(),
         Some("install") => install(),
+        Some("models") => fetch_models(),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -38,7 +40,22 @@ fn bundle_host_test() -> Result<()> {
     )
 }
 
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO")).args(args).status().context("could not run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Fetches and converts the default models into `models/` (idempotent).
+fn fetch_models() -> Result<()> {
+    cargo(&["run", "--quiet", "-p", "streamspeech-cli", "--", "models", "fetch"])
+}
+
 fn test(extra: &[String]) -> Result<()> {
+    // The real-weight tests need the default models; they fail (never skip) without them.
+    fetch_models()?;
     bundle_host_test()?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace"])

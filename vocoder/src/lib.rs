@@ -1,0 +1,27 @@
+//! StreamSpeech mel vocoders in candle.
+//!
+//! - [`config`]: the reference HiFi-GAN config fields plus the GRC-MRF ones.
+//! - [`checkpoint`]: safetensors / PyTorch zip / PyTorch legacy readers and key normalisation.
+//! - [`report`], [`arch`]: the strict `CheckpointReport` and architecture inference.
+//! - [`hifigan`], [`grc`]: the two generator families (pure: tensor in, tensor out).
+//! - [`model`]: the single loading path, and `inspect`.
+//! - [`mel`]: the reference mel front end. [`health`]: the white-noise detector.
+//! - [`convert`]: writing our one-file model format; [`fetch`]: the default models.
+
+pub mod arch;
+pub mod checkpoint;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod fetch;
+pub mod grc;
+pub mod health;
+pub mod hifigan;
+pub mod mel;
+pub mod model;
+pub mod report;
+pub mod weights;
+
+pub use config::{Family, VocoderConfig};
+pub use error::VocoderError;
+pub use model::{Inspection, LoadedVocoder, Vocoder, load_healthy, load_vocoder};

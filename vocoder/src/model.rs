@@ -1,0 +1,335 @@
+//! The one loading path every model goes through: checkpoint → config → strict report →
+//! tensor checks → model. A model either has every weight it needs, exactly, or is not built.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::arch::{InferredArch, expected_params, infer};
+use crate::checkpoint::{self, Checkpoint, WeightNorm};
+use crate::config::{Family, VocoderConfig};
+use crate::error::VocoderError;
+use crate::grc::GrcMrf;
+use crate::health::{self, HealthVerdict};
+use crate::hifigan::HifiGan;
+use crate::report::CheckpointReport;
+use crate::weights::Weights;
+
+enum Generator {
+    HifiGan(HifiGan),
+    Grc(GrcMrf),
+}
+
+/// A vocoder ready to run: mel in, audio out.
+pub struct Vocoder {
+    config: VocoderConfig,
+    family: Family,
+    generator: Generator,
+    device: Device,
+    param_count: usize,
+}
+
+impl Vocoder {
+    /// Builds the model from a weight store that holds exactly its parameters.
+    pub fn new(config: VocoderConfig, weights: &Weights, device: &Device) -> Result<Self, VocoderError> {
+        let family = config.family()?;
+        let param_count = expected_params(&config)?.values().map(|s| s.iter().product::<usize>()).sum();
+        let generator = match family {
+            Family::HifiGanV1 | Family::HifiGanV3 => Generator::HifiGan(HifiGan::new(&config, weights)?),
+            Family::GrcMrf => Generator::Grc(GrcMrf::new(&config, weights)?),
+        };
+        Ok(Self { config, family, generator, device: device.clone(), param_count })
+    }
+
+    pub fn config(&self) -> &VocoderConfig {
+        &self.config
+    }
+    pub fn family(&self) -> Family {
+        self.family
+    }
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// mel [B, num_mels, T] → audio [B, 1, T · hop].
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor, VocoderError> {
+        Ok(match &self.generator {
+            Generator::HifiGan(g) => g.forward(mel)?,
+            Generator::Grc(g) => g.forward(mel)?,
+        })
+    }
+
+    /// Log-mel `[num_mels][frames]` (row-major) → audio samples at the model's rate.
+    pub fn synthesize(&self, mel: &[f32], frames: usize) -> Result<Vec<f32>, VocoderError> {
+        if frames == 0 {
+            return Ok(Vec::new());
+        }
+        let x = Tensor::from_slice(mel, (1, self.config.num_mels, frames), &self.device)?;
+        Ok(self.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Where the config came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ConfigSource {
+    /// `--config` (or the caller's explicit choice).
+    Explicit(PathBuf),
+    /// The safetensors file's own metadata.
+    Embedded,
+    /// `config.json` beside the checkpoint.
+    Sidecar(PathBuf),
+}
+
+pub fn resolve_config(ckpt: &Checkpoint, explicit: Option<&Path>) -> Result<(VocoderConfig, ConfigSource), VocoderError> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| VocoderError::Io { path: p.into(), source: e });
+    if let Some(p) = explicit {
+        return Ok((VocoderConfig::from_json(&read(p)?)?, ConfigSource::Explicit(p.into())));
+    }
+    if let Some(text) = &ckpt.embedded_config {
+        return Ok((VocoderConfig::from_json(text)?, ConfigSource::Embedded));
+    }
+    let sidecar = ckpt.path.with_file_name("config.json");
+    if sidecar.is_file() {
+        return Ok((VocoderConfig::from_json(&read(&sidecar)?)?, ConfigSource::Sidecar(sidecar)));
+    }
+    Err(VocoderError::Config(format!(
+        "{} has no config: give one with --config, put a config.json beside it, or convert it to safetensors with the config embedded",
+        ckpt.path.display()
+    )))
+}
+
+/// The strict comparison, with what loading did recorded as notes.
+pub fn checkpoint_report(ckpt: &Checkpoint, cfg: &VocoderConfig) -> Result<CheckpointReport, VocoderError> {
+    let mut report = CheckpointReport::compare(&expected_params(cfg)?, &ckpt.shapes());
+    report.notes.push(format!("format: {}", ckpt.format.name()));
+    if let Some(n) = &ckpt.nesting {
+        report.notes.push(format!("state dict taken from nested dict `{n}`"));
+    }
+    if let Some(p) = &ckpt.stripped_prefix {
+        report.notes.push(format!("key prefix `{p}` stripped"));
+    }
+    match ckpt.weight_norm {
+        WeightNorm::None => {}
+        WeightNorm::GV => report.notes.push(format!("weight norm (weight_g/weight_v) folded into {} weights", ckpt.folded)),
+        WeightNorm::Parametrizations => report
+            .notes
+            .push(format!("weight norm (parametrizations.weight.original0/1) folded into {} weights", ckpt.folded)),
+    }
+    if !ckpt.ignored.is_empty() {
+        let shown: Vec<&str> = ckpt.ignored.iter().take(8).map(String::as_str).collect();
+        let more = if ckpt.ignored.len() > 8 { format!(" (+{} more)", ckpt.ignored.len() - 8) } else { String::new() };
+        report.notes.push(format!("non-model entries ignored: {}{more}", shown.join(", ")));
+    }
+    Ok(report)
+}
+
+/// Checks every model tensor is floating point and finite, and moves them to `device`.
+fn checked_weights(ckpt: &Checkpoint, cfg: &VocoderConfig, device: &Device) -> Result<Weights, VocoderError> {
+    let expected = expected_params(cfg)?;
+    let mut tensors = BTreeMap::new();
+    for (key, shape) in &expected {
+        let t = &ckpt.tensors[key];
+        let Some(values) = &t.values else {
+            return Err(VocoderError::BadTensor {
+                key: key.clone(),
+                reason: format!("stored as {}; model parameters must be floating point", t.dtype.name()),
+            });
+        };
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(VocoderError::BadTensor {
+                key: key.clone(),
+                reason: format!("contains a non-finite value ({}) at flat index {i}", values[i]),
+            });
+        }
+        tensors.insert(key.clone(), Tensor::from_slice(values, shape.as_slice(), device)?);
+    }
+    Ok(Weights::new(tensors))
+}
+
+pub struct LoadedVocoder {
+    pub vocoder: Vocoder,
+    pub report: CheckpointReport,
+    pub config_source: ConfigSource,
+    pub checkpoint: Checkpoint,
+}
+
+/// Loads a model file strictly. `config`: an explicit config file (else embedded or sidecar).
+pub fn load_vocoder(path: &Path, config: Option<&Path>, device: &Device) -> Result<LoadedVocoder, VocoderError> {
+    let ckpt = checkpoint::load(path)?;
+    let (cfg, config_source) = resolve_config(&ckpt, config)?;
+    load_from_checkpoint(ckpt, cfg, config_source, device)
+}
+
+pub fn load_from_checkpoint(
+    ckpt: Checkpoint,
+    cfg: VocoderConfig,
+    config_source: ConfigSource,
+    device: &Device,
+) -> Result<LoadedVocoder, VocoderError> {
+    let report = checkpoint_report(&ckpt, &cfg)?;
+    if !report.is_clean() {
+        return Err(VocoderError::Mismatch(Box::new(report)));
+    }
+    let weights = checked_weights(&ckpt, &cfg, device)?;
+    let vocoder = Vocoder::new(cfg, &weights, device)?;
+    Ok(LoadedVocoder { vocoder, report, config_source, checkpoint: ckpt })
+}
+
+/// Loads and probes: the plugin and CLI use only models that pass.
+pub fn load_healthy(path: &Path, config: Option<&Path>, device: &Device) -> Result<(LoadedVocoder, HealthVerdict), VocoderError> {
+    let loaded = load_vocoder(path, config, device)?;
+    let verdict = health::probe(&loaded.vocoder)?;
+    if !verdict.healthy {
+        return Err(VocoderError::Unhealthy(Box::new(verdict)));
+    }
+    Ok((loaded, verdict))
+}
+
+/// Everything `inspect` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub checkpoint: PathBuf,
+    pub format: Option<String>,
+    pub read_error: Option<String>,
+    pub config_source: Option<ConfigSource>,
+    pub config_error: Option<String>,
+    pub family: Option<String>,
+    pub config_hash: Option<String>,
+    pub report: Option<CheckpointReport>,
+    pub inferred: Option<InferredArch>,
+    pub disagreements: Vec<String>,
+    pub load_error: Option<String>,
+    pub parameters: Option<usize>,
+    pub health: Option<HealthVerdict>,
+}
+
+impl Inspection {
+    /// Loads and probes when possible; every stage that fails is recorded, never hidden.
+    pub fn run(path: &Path, config: Option<&Path>, device: &Device) -> Self {
+        let mut ins = Inspection {
+            checkpoint: path.into(),
+            format: None,
+            read_error: None,
+            config_source: None,
+            config_error: None,
+            family: None,
+            config_hash: None,
+            report: None,
+            inferred: None,
+            disagreements: Vec::new(),
+            load_error: None,
+            parameters: None,
+            health: None,
+        };
+        let ckpt = match checkpoint::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                ins.read_error = Some(e.to_string());
+                return ins;
+            }
+        };
+        ins.format = Some(ckpt.format.name().to_string());
+        let inferred = infer(&ckpt.shapes(), ckpt.weight_norm != WeightNorm::None);
+        let (cfg, src) = match resolve_config(&ckpt, config) {
+            Ok(c) => c,
+            Err(e) => {
+                ins.config_error = Some(e.to_string());
+                ins.inferred = Some(inferred);
+                return ins;
+            }
+        };
+        ins.disagreements = inferred.disagreements(&cfg);
+        ins.inferred = Some(inferred);
+        ins.config_source = Some(src.clone());
+        ins.family = cfg.family().ok().map(|f| f.name().to_string());
+        ins.config_hash = Some(cfg.hash());
+        match checkpoint_report(&ckpt, &cfg) {
+            Ok(r) => ins.report = Some(r),
+            Err(e) => {
+                ins.load_error = Some(e.to_string());
+                return ins;
+            }
+        }
+        match load_from_checkpoint(ckpt, cfg, src, device) {
+            Ok(loaded) => {
+                ins.parameters = Some(loaded.vocoder.param_count());
+                match health::probe(&loaded.vocoder) {
+                    Ok(v) => ins.health = Some(v),
+                    Err(e) => ins.load_error = Some(format!("health probe failed to run: {e}")),
+                }
+            }
+            Err(VocoderError::Mismatch(_)) => {
+                ins.load_error = Some("checkpoint does not match the model (see report)".into());
+            }
+            Err(e) => ins.load_error = Some(e.to_string()),
+        }
+        ins
+    }
+
+    /// True when the model would load and is healthy (exit code 0).
+    pub fn ok(&self) -> bool {
+        self.load_error.is_none()
+            && self.read_error.is_none()
+            && self.config_error.is_none()
+            && self.health.as_ref().is_some_and(|h| h.healthy)
+    }
+}
+
+impl std::fmt::Display for Inspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "checkpoint: {}", self.checkpoint.display())?;
+        if let Some(e) = &self.read_error {
+            return writeln!(f, "error: {e}\nverdict: cannot be loaded");
+        }
+        if let Some(fmt) = &self.format {
+            writeln!(f, "format: {fmt}")?;
+        }
+        match (&self.config_source, &self.config_error) {
+            (Some(ConfigSource::Explicit(p)), _) => writeln!(f, "config: {} (given)", p.display())?,
+            (Some(ConfigSource::Embedded), _) => writeln!(f, "config: embedded in the file")?,
+            (Some(ConfigSource::Sidecar(p)), _) => writeln!(f, "config: {} (beside the checkpoint)", p.display())?,
+            (None, Some(e)) => writeln!(f, "config: none ({e})")?,
+            _ => {}
+        }
+        if let (Some(fam), Some(h)) = (&self.family, &self.config_hash) {
+            writeln!(f, "family (config): {fam}, config hash {h}")?;
+        }
+        if let Some(inf) = &self.inferred {
+            writeln!(f, "\narchitecture inferred from the checkpoint alone:")?;
+            for line in inf.to_string().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        if !self.disagreements.is_empty() {
+            writeln!(f, "\nthe declared config disagrees with the checkpoint:")?;
+            for d in &self.disagreements {
+                writeln!(f, "  {d}")?;
+            }
+        }
+        if let Some(r) = &self.report {
+            writeln!(f, "\ncheckpoint report:")?;
+            for line in r.to_string().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        if let Some(p) = self.parameters {
+            writeln!(f, "\nparameters: {p}")?;
+        }
+        if let Some(h) = &self.health {
+            writeln!(f, "health: {h}")?;
+        }
+        if let Some(e) = &self.load_error {
+            writeln!(f, "\nerror: {e}")?;
+        }
+        writeln!(
+            f,
+            "verdict: {}",
+            if self.ok() { "loads and is healthy" } else if self.health.is_some() { "loads but is unhealthy: will not be used" } else { "will not load" }
+        )
+    }
+}
