@@ -1,0 +1,125 @@
+//! The inference worker: one thread per engine. It owns both slot pipelines, applies the mode
+//! timeline, and emits index-aligned wet samples. It never blocks the audio thread: it only
+//! reads and writes lock-free rings.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::stream::SlotStream;
+use crate::timeline::{ModeSwitch, ModeTimeline};
+use crate::{EngineSetup, Shared, Wet, mode_fade_samples, new_slot_stream};
+
+pub(crate) fn spawn(
+    setup: EngineSetup,
+    mut input: rtrb::Consumer<f32>,
+    mut events: rtrb::Consumer<ModeSwitch>,
+    mut output: rtrb::Producer<Wet>,
+    shared: Arc<Shared>,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("streamspeech-worker".into())
+        .spawn(move || {
+            let mut slots: [SlotStream; 2] = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
+            let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
+            let mut buf: Vec<f32> = Vec::with_capacity(8192);
+            let mut emitted: u64 = 0;
+            let mut input_pos: u64 = 0;
+            let (mut busy, mut audio) = (0f64, 0f64);
+            let max_behind = setup.host_rate as u64; // one second
+            // Warm-up on this thread: the first call into the tensor library pays one-off costs
+            // (thread-local buffers, kernel selection) that would make the first chunk late.
+            for v in setup.slots.iter().flatten() {
+                let (l, r) = crate::receptive::context_frames(v.config());
+                let frames = crate::chunk_frames(v, setup.chunk_ms) + l + r;
+                if let Ok(mel) = candle_core::Tensor::zeros((1, v.config().num_mels, frames), candle_core::DType::F32, v.device()) {
+                    let _ = v.forward(&mel);
+                }
+            }
+            shared.ready.store(true, Ordering::Release);
+            loop {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                while let Ok(e) = events.pop() {
+                    timeline.schedule(e);
+                }
+                buf.clear();
+                let n = input.slots().min(8192);
+                if n == 0 {
+                    std::thread::park_timeout(Duration::from_millis(2));
+                    continue;
+                }
+                if let Ok(chunk) = input.read_chunk(n) {
+                    let (a, b) = chunk.as_slices();
+                    buf.extend_from_slice(a);
+                    buf.extend_from_slice(b);
+                    chunk.commit_all();
+                }
+                // Events pushed before these samples are visible now.
+                while let Ok(e) = events.pop() {
+                    timeline.schedule(e);
+                }
+                let t0 = Instant::now();
+                // Real time only: hopelessly behind? Restart the pipelines at the present.
+                let needed = shared.needed.load(Ordering::Relaxed);
+                if !setup.offline && needed > emitted + max_behind {
+                    input_pos += buf.len() as u64;
+                    let skip = input.slots();
+                    if let Ok(c) = input.read_chunk(skip) {
+                        c.commit_all();
+                    }
+                    input_pos += skip as u64;
+                    slots = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
+                    for s in slots.iter_mut() {
+                        s.ready_base = input_pos;
+                    }
+                    emitted = input_pos;
+                    shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                input_pos += buf.len() as u64;
+                for s in slots.iter_mut() {
+                    if let Err(e) = s.push(&buf) {
+                        *shared.stats.worker_error.lock() = Some(e.to_string());
+                        shared.stats.worker_alive.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+                let ready = slots[0].ready_end().min(slots[1].ready_end());
+                while emitted < ready {
+                    let a = slots[0].pop().unwrap_or(0.0) * if slots[0].is_passthrough() { setup.passthrough_gain[0] } else { 1.0 };
+                    let b = slots[1].pop().unwrap_or(0.0) * if slots[1].is_passthrough() { setup.passthrough_gain[1] } else { 1.0 };
+                    let (sa, ga, sb, gb) = timeline.gains_at(emitted);
+                    let pick = |s: usize| if s == 0 { a } else { b };
+                    let value = ga * pick(sa) + gb * pick(sb);
+                    let mut w = Wet { index: emitted, value };
+                    // The audio thread drains at least as fast as real time; offline it waits on
+                    // us, so a full ring only means we are ahead: wait for room.
+                    loop {
+                        match output.push(w) {
+                            Ok(()) => break,
+                            Err(rtrb::PushError::Full(back)) => {
+                                w = back;
+                                if shared.stop.load(Ordering::SeqCst) {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                        }
+                    }
+                    emitted += 1;
+                }
+                busy += t0.elapsed().as_secs_f64();
+                audio += buf.len() as f64 / setup.host_rate as f64;
+                if audio > 0.5 {
+                    shared.stats.worker_rtf.store((busy / audio) as f32, Ordering::Relaxed);
+                    busy = 0.0;
+                    audio = 0.0;
+                }
+            }
+            shared.stats.worker_alive.store(false, Ordering::Release);
+        })
+        .expect("spawn worker thread")
+}

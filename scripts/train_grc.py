@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Distils the default "Modified" model: a GRC-MRF generator (the vocoder-core issue's keys and
+forward) trained as a student of the HiFi-GAN V1 universal teacher.
+
+    pip install torch numpy librosa safetensors soundfile     (+ apt install espeak-ng)
+    python3 scripts/train_grc.py --teacher models/hifigan_v1_universal.safetensors \
+        --minutes 90 --threads 1 --out models/grc_mrf_distilled.safetensors
+
+Data: the real clips listed in scripts/train_manifest.tsv (from ../shared/speech, licenses there)
+minus the held-out validation clips, plus synthetic speech from espeak-ng in several voices,
+languages, pitches and speeds. Random 0.5 s segments, random gain.
+Input: the exact reference mel (same as vocoder/src/mel.rs). Targets: the teacher's waveform for
+the same mel (waveform L1 + multi-resolution STFT) and the input mel (mel L1).
+Deterministic seed; losses are logged to <out>.log.jsonl; validation metrics to <out>.metrics.json.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_fixtures import Generator, GRCGenerator, mel_spectrogram  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SR = 22050
+SEG = 11264  # 44 frames of 256: ~0.51 s
+
+
+def load_teacher(path):
+    sd = load_file(path)
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f:
+        cfg = json.loads(f.metadata()["config"])
+    t = Generator(cfg, wn=None)
+    t.load_state_dict(sd, strict=True)
+    return t.eval(), cfg
+
+
+def mel_of(y, cfg):
+    return mel_spectrogram(y, cfg["n_fft"], cfg["num_mels"], cfg["sampling_rate"], cfg["hop_size"],
+                           cfg["win_size"], cfg["fmin"], cfg["fmax"])
+
+
+def read_manifest():
+    rows = []
+    with open(os.path.join(ROOT, "scripts", "train_manifest.tsv")) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            r = dict(zip(header, line.rstrip("\n").split("\t")))
+            rows.append(r)
+    return rows
+
+
+def load_wav(path):
+    y, sr = sf.read(path, dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    if sr != SR:
+        y = librosa.resample(y, orig_sr=sr, target_sr=SR, res_type="soxr_hq")
+    return y.astype(np.float32)
+
+
+def espeak_corpus(n, seed):
+    """Synthetic speech in many voices, languages, pitches and speeds (espeak-ng, GPL tool; the
+    generated audio carries no license restriction)."""
+    rng = random.Random(seed)
+    texts = {
+        "en": ["The quick brown fox jumps over the lazy dog.", "Speech synthesis turns text into sound.",
+               "Please call Stella and ask her to bring these things.", "How are you doing today, my friend?"],
+        "es": ["El veloz murcielago hindu comia feliz cardillo y kiwi.", "Buenos dias, como estas hoy?",
+               "La traduccion simultanea del habla es dificil.", "Manana lloverá en la ciudad de Madrid."],
+        "fr": ["Le vif renard brun saute par-dessus le chien paresseux.", "Bonjour, comment allez-vous?"],
+        "de": ["Zwolf Boxkampfer jagen Viktor quer uber den grossen Sylter Deich.", "Guten Morgen, wie geht es?"],
+        "it": ["Ma la volpe col suo balzo ha raggiunto il quieto Fido.", "Buongiorno a tutti voi."],
+        "pt": ["Um pequeno jabuti xereta viu dez cegonhas felizes.", "Bom dia, tudo bem com voce?"],
+    }
+    variants = ["", "+m1", "+m3", "+f1", "+f2", "+f4", "+croak", "+whisper"]
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(n):
+            lang = rng.choice(list(texts))
+            text = rng.choice(texts[lang])
+            voice = lang + rng.choice(variants)
+            pitch = rng.randint(15, 85)
+            speed = rng.randint(120, 200)
+            path = os.path.join(d, f"{i}.wav")
+            subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", path, text],
+                           check=True, capture_output=True)
+            out.append(load_wav(path))
+    return out
+
+
+class MRSTFT:
+    def __init__(self):
+        self.res = [(512, 128, 512), (1024, 256, 1024), (2048, 512, 2048), (256, 64, 256)]
+        self.windows = {w: torch.hann_window(w) for _, _, w in self.res}
+
+    def __call__(self, x, y):
+        loss = 0.0
+        for n, h, w in self.res:
+            X = torch.stft(x, n, h, w, self.windows[w], return_complex=True).abs().clamp(min=1e-7)
+            Y = torch.stft(y, n, h, w, self.windows[w], return_complex=True).abs().clamp(min=1e-7)
+            sc = torch.norm(Y - X, p="fro") / torch.norm(Y, p="fro").clamp(min=1e-7)
+            mag = F.l1_loss(torch.log(X), torch.log(Y))
+            loss = loss + sc + mag
+        return loss / len(self.res)
+
+
+def evaluate(model, teacher, clips, cfg, mrstft):
+    rows = []
+    with torch.no_grad():
+        for name, y in clips:
+            y = torch.from_numpy(y).unsqueeze(0)
+            mel = mel_of(y, cfg)
+            n = mel.shape[-1] * cfg["hop_size"]
+            ref = y[:, :n]
+            s = model(mel).squeeze(1)[:, :n]
+            t = teacher(mel).squeeze(1)[:, :n]
+            row = {"clip": name}
+            for tag, out in (("student", s), ("teacher", t)):
+                m = mel_of(out, cfg)
+                k = min(m.shape[-1], mel.shape[-1])
+                row[f"{tag}_mel_l1"] = float(F.l1_loss(m[..., :k], mel[..., :k]))
+                row[f"{tag}_mrstft"] = float(mrstft(out, ref))
+            rows.append(row)
+    return rows
+
+
+def export(model, cfg, path, meta):
+    sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    tmp = path + ".partial"
+    save_file(sd, tmp, metadata={"config": json.dumps(cfg), "format": "streamspeech-vocoder/1",
+                                 "training": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--teacher", default=os.path.join(ROOT, "models", "hifigan_v1_universal.safetensors"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "models", "grc_mrf_distilled.safetensors"))
+    ap.add_argument("--channels", type=int, default=128)
+    ap.add_argument("--minutes", type=float, default=90)
+    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--synthetic", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    dev = torch.device(args.device)
+
+    teacher, tcfg = load_teacher(args.teacher)
+    teacher = teacher.to(dev)
+    cfg = {k: tcfg[k] for k in ("upsample_rates", "upsample_kernel_sizes", "sampling_rate", "n_fft",
+                                 "hop_size", "win_size", "num_mels", "fmin", "fmax")}
+    cfg.update(resblock="grc", grc_kernel_sizes=[3, 5, 7], upsample_initial_channel=args.channels,
+               lrelu_slope=0.1)
+    student = GRCGenerator(cfg).to(dev)
+    n_params = sum(p.numel() for p in student.parameters())
+    print(f"student: {n_params} parameters ({n_params * 4 / 1e6:.1f} MB as f32)", flush=True)
+
+    manifest = read_manifest()
+    shared = os.path.join(ROOT, "..", "shared", "speech")
+    train_real, val = [], []
+    for r in manifest:
+        y = load_wav(os.path.join(shared, r["file"]))
+        (val if r["split"] == "validation" else train_real).append((r["file"], y))
+    synth = espeak_corpus(args.synthetic, args.seed)
+    # Long recordings are cut into <= 8 s pieces (bounded memory for the teacher pass).
+    piece = 8 * SR
+    train = [y[i:i + piece] for _, y in train_real for i in range(0, len(y), piece) if len(y[i:i + piece]) > SEG]
+    train += synth
+    total = sum(len(y) for y in train) / SR
+    print(f"train: {len(train_real)} real clips + {len(synth)} synthetic = {total:.0f} s; "
+          f"validation: {len(val)} clips", flush=True)
+
+    # The teacher is fixed: vocode every training clip once, at two gains (random gain per
+    # variant), and cut aligned (input, teacher) segments from those. The teacher costs ~60x the
+    # student, so this is what makes CPU training feasible.
+    pairs = []
+    t0 = time.time()
+    with torch.no_grad():
+        for y in train:
+            for _ in range(2):
+                peak = max(float(np.abs(y).max()), 1e-4)
+                g = np.random.uniform(0.1, 0.95) / peak
+                yy = (y * min(g, 30.0)).astype(np.float32)
+                mel = mel_of(torch.from_numpy(yy).unsqueeze(0).to(dev), cfg)
+                tt = teacher(mel).squeeze().cpu().numpy()
+                n = min(len(yy), len(tt))
+                pairs.append((yy[:n], tt[:n]))
+    print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
+    opt = torch.optim.AdamW(student.parameters(), lr=2e-4, betas=(0.8, 0.99), weight_decay=0.0)
+    mrstft = MRSTFT()
+    log = open(args.out + ".log.jsonl", "w")
+    start = time.time()
+    step = 0
+    lengths = np.array([len(y) for y, _ in pairs], dtype=np.float64)
+    probs = lengths / lengths.sum()
+    best = None
+    deadline = start + args.minutes * 60
+    while time.time() < deadline and step < args.max_steps:
+        segs, tgts = [], []
+        hop = cfg["hop_size"]
+        for _ in range(args.batch):
+            y, t = pairs[np.random.choice(len(pairs), p=probs)]
+            if len(y) <= SEG:
+                y, t = np.pad(y, (0, SEG + 1 - len(y))), np.pad(t, (0, SEG + 1 - len(t)))
+            o = np.random.randint(0, (len(y) - SEG) // hop + 1) * hop
+            segs.append(y[o:o + SEG])
+            tgts.append(t[o:o + SEG])
+        x = torch.from_numpy(np.stack(segs)).to(dev)
+        target = torch.from_numpy(np.stack(tgts)).to(dev)
+        with torch.no_grad():
+            mel = mel_of(x, cfg)
+        out = student(mel).squeeze(1)
+        mel_out = mel_of(out, cfg)
+        l_mel = F.l1_loss(mel_out, mel)
+        l_stft = mrstft(out, target)
+        l_wav = F.l1_loss(out, target)
+        loss = l_mel + 2.0 * l_stft + 10.0 * l_wav
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            rec = {"step": step, "seconds": round(time.time() - start, 1), "loss": float(loss),
+                   "mel_l1": float(l_mel), "mrstft": float(l_stft), "wav_l1": float(l_wav)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(rec, flush=True)
+        if step % 500 == 0:
+            student.eval()
+            rows = evaluate(student, teacher, val, cfg, mrstft)
+            student.train()
+            score = float(np.mean([r["student_mel_l1"] for r in rows]))
+            print({"step": step, "val_student_mel_l1": score,
+                   "val_teacher_mel_l1": float(np.mean([r["teacher_mel_l1"] for r in rows]))}, flush=True)
+            if best is None or score < best:
+                best = score
+                export(student, cfg, args.out, {"step": step, "seed": args.seed})
+    student.eval()
+    rows = evaluate(student, teacher, val, cfg, mrstft)
+    score = float(np.mean([r["student_mel_l1"] for r in rows]))
+    if best is None or score < best:
+        export(student, cfg, args.out, {"step": step, "seed": args.seed})
+    # Final metrics of the exported model on validation and on every shared clip.
+    final, _ = None, None
+    from safetensors import safe_open
+    model = GRCGenerator(cfg)
+    model.load_state_dict(load_file(args.out), strict=True)
+    model.eval()
+    with safe_open(args.out, "pt") as f:
+        meta = json.loads(f.metadata()["training"])
+    all_rows = evaluate(model, teacher, val + train_real, cfg, mrstft)
+    metrics = {"steps_total": step, "exported_step": meta["step"], "minutes": (time.time() - start) / 60,
+               "parameters": n_params, "batch": args.batch, "segment_samples": SEG, "seed": args.seed,
+               "validation": [r for r in all_rows if r["clip"] in {n for n, _ in val}],
+               "train_clips": [r for r in all_rows if r["clip"] not in {n for n, _ in val}]}
+    json.dump(metrics, open(args.out + ".metrics.json", "w"), indent=2)
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()
