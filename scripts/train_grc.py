@@ -156,6 +156,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--synthetic", type=int, default=96)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--gains", type=int, default=2, help="random-gain variants per clip for the teacher pass")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -194,16 +195,24 @@ def main():
     # student, so this is what makes CPU training feasible.
     pairs = []
     t0 = time.time()
-    with torch.no_grad():
-        for y in train:
-            for _ in range(2):
-                peak = max(float(np.abs(y).max()), 1e-4)
-                g = np.random.uniform(0.1, 0.95) / peak
-                yy = (y * min(g, 30.0)).astype(np.float32)
-                mel = mel_of(torch.from_numpy(yy).unsqueeze(0).to(dev), cfg)
-                tt = teacher(mel).squeeze().cpu().numpy()
-                n = min(len(yy), len(tt))
-                pairs.append((yy[:n], tt[:n]))
+    cache = args.out + ".teacher-cache.npz"
+    if os.path.exists(cache):
+        z = np.load(cache)
+        pairs = [(z[f"x{i}"], z[f"t{i}"]) for i in range(len(z.files) // 2)]
+    else:
+        with torch.no_grad():
+            for i, y in enumerate(train):
+                for _ in range(args.gains):
+                    peak = max(float(np.abs(y).max()), 1e-4)
+                    g = np.random.uniform(0.1, 0.95) / peak
+                    yy = (y * min(g, 30.0)).astype(np.float32)
+                    mel = mel_of(torch.from_numpy(yy).unsqueeze(0).to(dev), cfg)
+                    tt = teacher(mel).squeeze().cpu().numpy()
+                    n = min(len(yy), len(tt))
+                    pairs.append((yy[:n], tt[:n]))
+                if i % 10 == 0:
+                    print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
+        np.savez(cache, **{f"x{i}": p[0] for i, p in enumerate(pairs)}, **{f"t{i}": p[1] for i, p in enumerate(pairs)})
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
     opt = torch.optim.AdamW(student.parameters(), lr=2e-4, betas=(0.8, 0.99), weight_decay=0.0)
     mrstft = MRSTFT()

@@ -91,6 +91,9 @@ pub fn plan(setup: &EngineSetup) -> LatencyBudget {
         data = data.max(stream.data_latency(setup.host_rate));
         chunk = chunk.max(stream.chunk_host_samples(setup.host_rate));
     }
+    // The worker emits wet sample i only once it has seen input i + fade/2, so that every mode
+    // switch whose fade reaches back to i is known (see worker.rs).
+    data = data.max(mode_fade_samples(setup.host_rate as f32) / 2);
     if chunk == 0 {
         // No model at all: the plan still honours the chosen processing block.
         chunk = (setup.chunk_ms as u64 * setup.host_rate as u64).div_ceil(1000);

@@ -87,7 +87,10 @@ pub(crate) fn spawn(
                         return;
                     }
                 }
-                let ready = slots[0].ready_end().min(slots[1].ready_end());
+                // Hold back half a fade: a switch at input t fades from t - fade/2, and it is only
+                // known once input t has been read.
+                let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
+                let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
                 while emitted < ready {
                     let a = slots[0].pop().unwrap_or(0.0) * if slots[0].is_passthrough() { setup.passthrough_gain[0] } else { 1.0 };
                     let b = slots[1].pop().unwrap_or(0.0) * if slots[1].is_passthrough() { setup.passthrough_gain[1] } else { 1.0 };

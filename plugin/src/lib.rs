@@ -1,47 +1,71 @@
 //! StreamSpeech Vocoder: the plugin as hosts see it.
 //!
-//! The `Plugin` impl is deliberately thin: parameters live in [`params`], latency arithmetic in
-//! [`latency`], and the per-sample work in [`shell::ShellEngine`]. The neural engine (issue 4)
-//! replaces the shell engine's slot outputs; the host contract (latency, automation, state)
-//! stays here.
+//! The `Plugin` impl is deliberately thin: parameters live in [`params`], model slots in
+//! [`models`], and all audio work in the `engine` crate (audio-thread side, worker thread,
+//! models). The host contract (latency, automation, state) stays here.
 
 use nice_plug::prelude::*;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-pub mod dsp;
 pub mod latency;
+pub mod models;
 pub mod params;
-pub mod shell;
 
-pub use latency::{LatencyBudget, LatencyChoice};
+use engine::{EngineProcessor, EngineSetup};
+pub use engine::{MODE_FADE_MS, mode_fade_samples};
+pub use latency::{LatencyChoice, planned_latency};
+use models::SlotStatus;
 pub use params::{DeviceChoice, Mode, VocoderParams};
-use shell::ShellEngine;
 
 /// Stable plugin identities. Changing these breaks every saved project that uses the plugin.
 pub const CLAP_ID: &str = "org.streamspeech.vocoder";
 pub const VST3_CLASS_ID: [u8; 16] = *b"StrmSpchVocoder1";
 pub const PLUGIN_NAME: &str = "StreamSpeech Vocoder";
 
-/// Crossfade length of a mode switch.
-pub const MODE_FADE_MS: f32 = 20.0;
-
-/// The mode crossfade in samples at a sample rate (even, so its centre is a whole sample).
-pub fn mode_fade_samples(sample_rate: f32) -> u64 {
-    (((MODE_FADE_MS / 1000.0 * sample_rate).round() as u64).max(2)) & !1
-}
+/// Gain of each empty slot's passthrough: the host-test build gives the Modified slot the
+/// opposite polarity so tests can see where a mode switch lands.
+const PASSTHROUGH_GAIN: [f32; 2] = if cfg!(feature = "host-test-slots") { [1.0, -1.0] } else { [1.0, 1.0] };
 
 pub struct StreamSpeechVocoder {
     params: Arc<VocoderParams>,
-    engine: Option<ShellEngine>,
-    /// A CLAP restart was requested for a latency change and has not happened yet.
+    engine: Option<EngineProcessor>,
+    /// The models each slot holds (status for the GUI; the engine gets the ready ones).
+    pub slots: [SlotStatus; 2],
+    /// Latency for every `Latency` choice under the current activation (computed off the
+    /// audio thread, so a change can be re-reported without planning in `process`).
+    latency_table: [u32; 6],
+    active_choice: LatencyChoice,
+    /// A restart was requested for a latency change and has not happened yet.
     restart_requested: bool,
 }
 
 impl Default for StreamSpeechVocoder {
     fn default() -> Self {
-        Self { params: Arc::new(VocoderParams::default()), engine: None, restart_requested: false }
+        Self {
+            params: Arc::new(VocoderParams::default()),
+            engine: None,
+            slots: [SlotStatus::Empty, SlotStatus::Empty],
+            latency_table: [0; 6],
+            active_choice: LatencyChoice::Ms80,
+            restart_requested: false,
+        }
     }
+}
+
+/// The models the plugin would use for the persisted slot values (loads them if needed).
+pub fn resolve_slots(params: &VocoderParams) -> [SlotStatus; 2] {
+    [
+        models::load_slot(Mode::Original, params.model_original.read().as_deref()),
+        models::load_slot(Mode::Modified, params.model_modified.read().as_deref()),
+    ]
+}
+
+/// What `activate` reports for these inputs with default slot settings (host tests use this to
+/// check the reported value against the engine's own).
+pub fn expected_latency(host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
+    let slots = resolve_slots(&VocoderParams::default());
+    planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()])
 }
 
 impl Plugin for StreamSpeechVocoder {
@@ -81,15 +105,30 @@ impl Plugin for StreamSpeechVocoder {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        // Models load here (main thread, cached process-wide), never in process().
+        self.slots = resolve_slots(&self.params);
+        let models = [self.slots[0].vocoder(), self.slots[1].vocoder()];
+        let host_rate = buffer_config.sample_rate.round() as u32;
+        let max_block = buffer_config.max_buffer_size as usize;
+        for c in LatencyChoice::ALL {
+            self.latency_table[c.index()] = planned_latency(host_rate, max_block, c, &models);
+        }
+        let choice = self.params.latency.value();
         let channels = audio_io_layout.main_output_channels.map(NonZeroU32::get).unwrap_or(0) as usize;
-        let engine = ShellEngine::new(
-            buffer_config.sample_rate,
+        let engine = EngineProcessor::new(EngineSetup {
+            host_rate,
             channels,
-            self.params.latency.value(),
-            self.params.mode.value(),
-        );
-        // Within activate() this is the one place CLAP allows `latency.changed`.
-        context.set_latency_samples(engine.latency_samples());
+            max_block,
+            chunk_ms: choice.millis(),
+            slots: models,
+            initial_slot: self.params.mode.value().slot(),
+            offline: buffer_config.process_mode == ProcessMode::Offline,
+            passthrough_gain: PASSTHROUGH_GAIN,
+        });
+        debug_assert_eq!(engine.latency(), self.latency_table[choice.index()]);
+        // Within activate() is the one place CLAP allows `latency.changed`.
+        context.set_latency_samples(engine.latency());
+        self.active_choice = choice;
         self.restart_requested = false;
         self.params.mix.smoothed.reset(self.params.mix.value());
         self.params.output_db.smoothed.reset(self.params.output_db.value());
@@ -98,14 +137,12 @@ impl Plugin for StreamSpeechVocoder {
     }
 
     fn reset(&mut self) {
-        if let Some(engine) = &mut self.engine {
-            engine.reset(self.params.mode.value());
-        }
         self.params.mix.smoothed.reset(self.params.mix.value());
         self.params.output_db.smoothed.reset(self.params.output_db.value());
     }
 
     fn deactivate(&mut self) {
+        // Joins the worker thread (main thread, not the audio thread).
         self.engine = None;
     }
 
@@ -119,29 +156,23 @@ impl Plugin for StreamSpeechVocoder {
             return ProcessStatus::Error("process() before activate()");
         };
         let wanted = self.params.latency.value();
-        if wanted != engine.latency_choice() {
+        if wanted != self.active_choice && !self.restart_requested {
+            // A new chunk size needs a new engine plan, which is built off the audio thread on
+            // reactivation. CLAP: ask for a restart (latency may only change in activate).
+            // VST3: report the new value with restartComponent(kLatencyChanged); hosts
+            // re-activate and the new plan starts then.
             match context.plugin_api() {
-                // CLAP only lets latency change inside activate(): ask the host for a restart and
-                // keep running (and reporting) the current plan until it happens.
-                PluginApi::Clap => {
-                    if !self.restart_requested {
-                        context.request_restart();
-                        self.restart_requested = true;
-                    }
-                }
-                // VST3 hosts re-query the latency on restartComponent(kLatencyChanged), which
-                // set_latency_samples sends; buffers are sized for the largest choice, so the new
-                // plan applies at once without allocating.
-                _ => {
-                    engine.set_latency_choice(wanted);
-                    context.set_latency_samples(engine.latency_samples());
-                }
+                PluginApi::Clap => context.request_restart(),
+                _ => context.set_latency_samples(self.latency_table[wanted.index()]),
             }
+            self.restart_requested = true;
         }
         // With sample-accurate automation the wrapper splits blocks at parameter events, so a
         // mode change seen here happens exactly at this block's first sample.
-        engine.observe_mode(self.params.mode.value());
-        engine.process(buffer.as_slice(), &self.params.mix.smoothed, &self.params.output_db.smoothed);
+        engine.set_mode(self.params.mode.value().slot());
+        let mix = &self.params.mix.smoothed;
+        let gain = &self.params.output_db.smoothed;
+        engine.process(buffer.as_slice(), &mut || (mix.next(), 10f32.powf(gain.next() / 20.0)));
         ProcessStatus::Normal
     }
 }

@@ -59,11 +59,11 @@ pub struct VocoderParams {
     #[id = "output"]
     pub output_db: FloatParam,
 
-    /// Model file for the Original slot (None: the default model from `models/`).
+    /// Model file for the Original slot (None: the default model; "none": empty slot).
     #[persist = "model-original"]
     pub model_original: RwLock<Option<String>>,
 
-    /// Model file for the Modified slot (None: the default model from `models/`).
+    /// Model file for the Modified slot (None: the default model; "none": empty slot).
     #[persist = "model-modified"]
     pub model_modified: RwLock<Option<String>>,
 

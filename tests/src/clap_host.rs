@@ -8,6 +8,7 @@ use clack_extensions::params::{
     HostParams, HostParamsImplMainThread, HostParamsImplShared, ParamClearFlags, ParamInfoBuffer,
     ParamInfoFlags, ParamRescanFlags, PluginParams,
 };
+use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
 use clack_host::events::event_types::ParamValueEvent;
 use clack_host::prelude::*;
@@ -27,6 +28,7 @@ pub struct Shared {
     latency: OnceLock<Option<PluginLatency>>,
     state: OnceLock<Option<PluginState>>,
     ports_config: OnceLock<Option<PluginAudioPortsConfig>>,
+    render: OnceLock<Option<PluginRender>>,
 }
 
 impl<'a> SharedHandler<'a> for Shared {
@@ -35,6 +37,7 @@ impl<'a> SharedHandler<'a> for Shared {
         let _ = self.latency.set(instance.get_extension());
         let _ = self.state.set(instance.get_extension());
         let _ = self.ports_config.set(instance.get_extension());
+        let _ = self.render.set(instance.get_extension());
     }
     fn request_restart(&self) {
         self.restart_requested.store(true, Ordering::SeqCst);
@@ -108,6 +111,21 @@ pub struct Automation {
     pub value: f64,
 }
 
+/// Which models the plugin under test finds by default: none (the empty-slot shell behaviour)
+/// or the repository's `models/` folder. Set once per test process, before any plugin loads.
+pub fn use_models(repo_models: bool) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = if repo_models {
+            crate::workspace_root().join("models")
+        } else {
+            std::env::temp_dir().join("streamspeech-no-models")
+        };
+        // SAFETY: set once, before the plugin or any other thread reads the environment.
+        unsafe { std::env::set_var(streamspeech_vocoder::models::MODELS_ENV, dir) };
+    });
+}
+
 pub fn load_entry() -> PluginEntry {
     let path = crate::clap_bundle();
     // SAFETY: loading our own freshly built plugin bundle.
@@ -152,6 +170,16 @@ impl ClapPlugin {
         self.instance
             .access_shared_handler(|s| *s.state.get().unwrap())
             .expect("plugin implements clap.state")
+    }
+
+    /// Offline (bounce) or real-time rendering (`clap.render`; the plugin must be inactive).
+    pub fn set_offline(&mut self, offline: bool) {
+        let ext = self
+            .instance
+            .access_shared_handler(|s| *s.render.get().unwrap())
+            .expect("plugin implements clap.render");
+        let mode = if offline { RenderMode::Offline } else { RenderMode::Realtime };
+        ext.set(&mut self.instance.plugin_handle(), mode).expect("render mode accepted");
     }
 
     /// The plugin's audio port configurations: (id, name, main input channels, main output channels).
@@ -355,6 +383,27 @@ impl ClapPlugin {
         });
         self.processor = Some(processor);
         output
+    }
+
+    /// Renders in real time: each block is handed over when a sound card would ask for it.
+    pub fn render_paced(&mut self, input: &[Vec<f32>], block: usize, sample_rate: f64) -> Vec<Vec<f32>> {
+        let mut out = vec![Vec::new(); input.len()];
+        let mut pos = 0;
+        while pos < input[0].len() {
+            let n = block.min(input[0].len() - pos);
+            let t0 = std::time::Instant::now();
+            let piece: Vec<Vec<f32>> = input.iter().map(|c| c[pos..pos + n].to_vec()).collect();
+            let y = self.render(&piece, &[n], &[]);
+            for (o, c) in out.iter_mut().zip(y) {
+                o.extend(c);
+            }
+            let period = std::time::Duration::from_secs_f64(n as f64 / sample_rate);
+            if let Some(rest) = period.checked_sub(t0.elapsed()) {
+                std::thread::sleep(rest);
+            }
+            pos += n;
+        }
+        out
     }
 
     pub fn save_state(&mut self) -> Vec<u8> {

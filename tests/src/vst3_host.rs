@@ -381,6 +381,11 @@ impl Vst3Plugin {
                 sampleRate: sample_rate,
             };
             assert_eq!(self.processor.setupProcessing(&mut setup), kResultOk);
+            // nice-plug 0.4.2 stores the *previous* process mode in the buffer config it hands to
+            // activate() (it reads the mode before updating it in setupProcessing). Hosts that
+            // switch to offline rendering call setupProcessing again before activating; doing the
+            // same here gives the plugin the mode this setup asks for. See README, known issues.
+            assert_eq!(self.processor.setupProcessing(&mut setup), kResultOk);
             assert_eq!(self.component.setActive(1), kResultOk);
             self.processor.setProcessing(1);
         }

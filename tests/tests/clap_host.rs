@@ -1,8 +1,22 @@
 //! The built CLAP bundle, loaded by a real CLAP host (clack-host).
 
-use host_tests::clap_host::{Automation, ClapPlugin, load_entry};
+use host_tests::clap_host::{Automation, ClapPlugin};
 use host_tests::signals::{max_abs_diff, test_signal};
-use streamspeech_vocoder::{LatencyBudget, LatencyChoice, mode_fade_samples};
+use streamspeech_vocoder::{LatencyChoice, expected_latency, mode_fade_samples};
+
+/// This file tests the plugin as hosts see it with empty mode slots (no default models found):
+/// each slot passes the latency-delayed input. Rendering is offline (a DAW bounce) unless a test
+/// says otherwise, so results do not depend on thread timing.
+fn load_entry() -> clack_host::prelude::PluginEntry {
+    host_tests::clap_host::use_models(false);
+    host_tests::clap_host::load_entry()
+}
+
+fn offline(entry: &clack_host::prelude::PluginEntry) -> ClapPlugin {
+    let mut p = ClapPlugin::new(entry);
+    p.set_offline(true);
+    p
+}
 
 const RATES: [f64; 3] = [44_100.0, 48_000.0, 96_000.0];
 
@@ -93,11 +107,11 @@ fn reported_latency_matches_engine_for_every_choice_and_rate() {
     let entry = load_entry();
     for sr in RATES {
         for choice in LatencyChoice::ALL {
-            let mut p = ClapPlugin::new(&entry);
+            let mut p = offline(&entry);
             let lat_id = p.param_id("Latency");
             p.set_params_inactive(&[(lat_id, latency_index(choice))]);
             p.activate(sr, 1, 4096);
-            let expected = LatencyBudget::new(sr as f32, choice).total_samples();
+            let expected = expected_latency(sr as u32, 4096, choice);
             assert_eq!(p.latency(), expected, "{sr} Hz, {choice:?}");
             // And the audio really is delayed by exactly that much.
             let len = expected as usize + 5000;
@@ -112,10 +126,11 @@ fn reported_latency_matches_engine_for_every_choice_and_rate() {
 #[test]
 fn latency_change_while_active_restarts_and_rereports() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     let lat_id = p.param_id("Latency");
     p.activate(48_000.0, 1, 1024);
-    assert_eq!(p.latency(), 3840);
+    assert_eq!(p.latency(), expected_latency(48_000, 1024, LatencyChoice::Ms80));
+    assert_eq!(p.latency(), 3840 + 480, "no models: the 80 ms block + half the 20 ms mode fade");
     let input = stereo_input(4096, 48_000.0);
     let before = p.latency_changed_count();
     // The user picks 320 ms in the generic UI: the host sends the change with the next block.
@@ -123,7 +138,7 @@ fn latency_change_while_active_restarts_and_rereports() {
     let restarted = p.pump_main_thread();
     assert!(restarted, "the plugin must request a restart so the host can re-query latency");
     assert!(p.latency_changed_count() > before, "host latency.changed() was not called");
-    assert_eq!(p.latency(), LatencyBudget::new(48_000.0, LatencyChoice::Ms320).total_samples());
+    assert_eq!(p.latency(), expected_latency(48_000, 1024, LatencyChoice::Ms320));
     assert!(p.is_active());
 }
 
@@ -132,7 +147,7 @@ fn irregular_block_sizes_at_every_rate_and_max_block() {
     let entry = load_entry();
     for sr in RATES {
         for max_block in [32u32, 512, 8192] {
-            let mut p = ClapPlugin::new(&entry);
+            let mut p = offline(&entry);
             p.activate(sr, 1, max_block);
             let lat = p.latency() as usize;
             let input = stereo_input(lat + 20_000, sr as f32);
@@ -148,7 +163,7 @@ fn irregular_block_sizes_at_every_rate_and_max_block() {
 #[test]
 fn mix_zero_is_the_phase_aligned_dry_signal_per_channel() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     let mix_id = p.param_id("Mix");
     p.set_params_inactive(&[(mix_id, 0.0)]);
     p.activate(48_000.0, 1, 1024);
@@ -166,7 +181,7 @@ fn mix_zero_is_the_phase_aligned_dry_signal_per_channel() {
 #[test]
 fn output_gain_in_db() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     let out_id = p.param_id("Output");
     let minus6 = p.text_to_value(out_id, "-6 dB").unwrap();
     p.set_params_inactive(&[(out_id, minus6)]);
@@ -183,7 +198,7 @@ fn output_gain_in_db() {
 fn mode_automation_lands_on_its_sample() {
     let entry = load_entry();
     for (sr, t) in [(48_000.0, 12_345u64), (44_100.0, 20_001)] {
-        let mut p = ClapPlugin::new(&entry);
+        let mut p = offline(&entry);
         let mode_id = p.param_id("Mode");
         p.activate(sr, 1, 4096);
         let lat = p.latency() as u64;
@@ -261,20 +276,20 @@ fn state_round_trip_restores_params_and_persisted_fields() {
     assert_eq!(restored["fields"]["device"], "\"gpu\"");
     // The restored Latency is the one reported once active.
     b.activate(48_000.0, 1, 512);
-    assert_eq!(b.latency(), LatencyBudget::new(48_000.0, LatencyChoice::Ms320).total_samples());
+    assert_eq!(b.latency(), expected_latency(48_000, 512, LatencyChoice::Ms320));
 }
 
 #[test]
 fn deactivate_reactivate_and_sample_rate_change_leave_no_stale_audio() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     p.activate(44_100.0, 1, 2048);
     let input = stereo_input(10_000, 44_100.0);
     p.render(&input, &[512], &[]);
     p.deactivate();
     p.activate(96_000.0, 1, 2048);
     let lat = p.latency() as usize;
-    assert_eq!(lat as u32, LatencyBudget::new(96_000.0, LatencyChoice::Ms80).total_samples());
+    assert_eq!(lat as u32, expected_latency(96_000, 2048, LatencyChoice::Ms80));
     let input = stereo_input(lat + 3000, 96_000.0);
     let out = p.render(&input, &[512], &[]);
     // Nothing from the 44.1 kHz session comes out: silence until the new input arrives.
@@ -285,7 +300,7 @@ fn deactivate_reactivate_and_sample_rate_change_leave_no_stale_audio() {
 #[test]
 fn nan_and_inf_input_never_reach_the_output() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     p.activate(48_000.0, 1, 512);
     let lat = p.latency() as usize;
     let mut input = stereo_input(lat + 4000, 48_000.0);
@@ -300,7 +315,7 @@ fn nan_and_inf_input_never_reach_the_output() {
 #[test]
 fn mono_and_stereo_layouts() {
     let entry = load_entry();
-    let mut p = ClapPlugin::new(&entry);
+    let mut p = offline(&entry);
     let configs = p.port_configs();
     let layouts: Vec<(u32, u32)> = configs.iter().map(|c| (c.2, c.3)).collect();
     assert!(layouts.contains(&(2, 2)) && layouts.contains(&(1, 1)), "{configs:?}");
@@ -311,4 +326,33 @@ fn mono_and_stereo_layouts() {
     let y = p.render(&x, &[100, 1024], &[]);
     assert_eq!(y.len(), 1);
     assert!(max_abs_diff(&y[0], &expected_wet(&x, lat)) < 1e-6);
+}
+
+#[test]
+fn realtime_rendering_with_empty_slots_is_the_delayed_input() {
+    let entry = load_entry();
+    let mut p = ClapPlugin::new(&entry);
+    p.set_offline(false);
+    p.activate(48_000.0, 1, 512);
+    let lat = p.latency() as usize;
+    let input = stereo_input(lat + 20_000, 48_000.0);
+    let out = p.render_paced(&input, 512, 48_000.0);
+    // Whatever the worker's timing, an empty Original slot outputs the delayed mono input.
+    assert!(max_abs_diff(&out[0], &expected_wet(&input, lat)) < 1e-6);
+}
+
+#[test]
+fn offline_bounce_is_bit_identical_for_any_block_size() {
+    let entry = load_entry();
+    let input = stereo_input(50_000, 44_100.0);
+    let mut renders = Vec::new();
+    for blocks in [vec![1usize], vec![64], vec![512], vec![4096], vec![3, 1000, 17, 4096, 250]] {
+        let mut p = offline(&entry);
+        p.activate(44_100.0, 1, 4096);
+        renders.push(p.render(&input, &blocks, &[]));
+    }
+    for (k, r) in renders.iter().enumerate().skip(1) {
+        let first = (0..r[0].len()).find(|&i| r[0][i] != renders[0][0][i] || r[1][i] != renders[0][1][i]);
+        assert!(first.is_none(), "bounce {k} differs from bounce 0 first at sample {first:?}");
+    }
 }
