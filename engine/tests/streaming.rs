@@ -343,3 +343,18 @@ fn planned_availability_matches_the_pipeline() {
         }
     }
 }
+
+#[test]
+fn latency_table_at_48k_with_the_universal_model() {
+    // Printed for the README/closing note; asserts the components add up.
+    let v = universal();
+    for ms in CHOICES_MS {
+        for block in [512usize, 4096] {
+            let b = plan(&setup(48_000, [Some(v.clone()), None], ms, block, false));
+            eprintln!("48 kHz, {ms} ms, host block {block}: data {} + margin {} = {} samples ({:.1} ms)",
+                b.data, b.margin, b.total(), b.total() as f64 / 48.0);
+            assert_eq!(b.total() as u64, b.data + b.margin);
+            assert!(b.margin >= block as u64);
+        }
+    }
+}

@@ -32,6 +32,8 @@ pub struct StreamSpeechVocoder {
     engine: Option<EngineProcessor>,
     /// The models each slot holds (status for the GUI; the engine gets the ready ones).
     pub slots: [SlotStatus; 2],
+    /// Which device runs the models, and why (e.g. a GPU request that fell back to the CPU).
+    pub device_status: String,
     /// Latency for every `Latency` choice under the current activation (computed off the
     /// audio thread, so a change can be re-reported without planning in `process`).
     latency_table: [u32; 6],
@@ -46,6 +48,7 @@ impl Default for StreamSpeechVocoder {
             params: Arc::new(VocoderParams::default()),
             engine: None,
             slots: [SlotStatus::Empty, SlotStatus::Empty],
+            device_status: String::new(),
             latency_table: [0; 6],
             active_choice: LatencyChoice::Ms80,
             restart_requested: false,
@@ -54,17 +57,21 @@ impl Default for StreamSpeechVocoder {
 }
 
 /// The models the plugin would use for the persisted slot values (loads them if needed).
-pub fn resolve_slots(params: &VocoderParams) -> [SlotStatus; 2] {
-    [
-        models::load_slot(Mode::Original, params.model_original.read().as_deref()),
-        models::load_slot(Mode::Modified, params.model_modified.read().as_deref()),
-    ]
+pub fn resolve_slots(params: &VocoderParams) -> ([SlotStatus; 2], String) {
+    let (device, device_status) = models::resolve_device(*params.device.read());
+    (
+        [
+            models::load_slot(Mode::Original, params.model_original.read().as_deref(), &device),
+            models::load_slot(Mode::Modified, params.model_modified.read().as_deref(), &device),
+        ],
+        device_status,
+    )
 }
 
 /// What `activate` reports for these inputs with default slot settings (host tests use this to
 /// check the reported value against the engine's own).
 pub fn expected_latency(host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
-    let slots = resolve_slots(&VocoderParams::default());
+    let (slots, _) = resolve_slots(&VocoderParams::default());
     planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()])
 }
 
@@ -106,7 +113,9 @@ impl Plugin for StreamSpeechVocoder {
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
         // Models load here (main thread, cached process-wide), never in process().
-        self.slots = resolve_slots(&self.params);
+        let (slots, device_status) = resolve_slots(&self.params);
+        self.slots = slots;
+        self.device_status = device_status;
         let models = [self.slots[0].vocoder(), self.slots[1].vocoder()];
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size as usize;

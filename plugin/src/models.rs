@@ -8,7 +8,36 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use vocoder::Vocoder;
 
-use crate::params::Mode;
+use crate::params::{DeviceChoice, Mode};
+
+/// The compute device for a persisted choice, and a status line for the user. GPU support needs
+/// a build with the `cuda` (or `metal`) feature; otherwise, or when no GPU answers, the CPU is
+/// used and the status says why.
+pub fn resolve_device(choice: DeviceChoice) -> (candle_core::Device, String) {
+    let want_gpu = matches!(choice, DeviceChoice::Gpu | DeviceChoice::Auto);
+    if want_gpu {
+        #[cfg(feature = "cuda")]
+        match candle_core::Device::new_cuda(0) {
+            Ok(d) => return (d, "GPU (CUDA device 0)".into()),
+            Err(e) if choice == DeviceChoice::Gpu => {
+                return (candle_core::Device::Cpu, format!("GPU unavailable ({e}); using the CPU"));
+            }
+            Err(_) => {}
+        }
+        #[cfg(feature = "metal")]
+        match candle_core::Device::new_metal(0) {
+            Ok(d) => return (d, "GPU (Metal device 0)".into()),
+            Err(e) if choice == DeviceChoice::Gpu => {
+                return (candle_core::Device::Cpu, format!("GPU unavailable ({e}); using the CPU"));
+            }
+            Err(_) => {}
+        }
+        if choice == DeviceChoice::Gpu && !cfg!(any(feature = "cuda", feature = "metal")) {
+            return (candle_core::Device::Cpu, "GPU requested, but this build has no GPU support; using the CPU".into());
+        }
+    }
+    (candle_core::Device::Cpu, "CPU".into())
+}
 
 /// Environment variable naming the folder with the default models.
 pub const MODELS_ENV: &str = "STREAMSPEECH_VOCODER_MODELS";
@@ -77,21 +106,24 @@ pub fn resolve(mode: Mode, persisted: Option<&str>) -> Option<PathBuf> {
     }
 }
 
-fn cache() -> &'static Mutex<HashMap<PathBuf, SlotStatus>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, SlotStatus>>> = OnceLock::new();
+type CacheKey = (PathBuf, String);
+
+fn cache() -> &'static Mutex<HashMap<CacheKey, SlotStatus>> {
+    static CACHE: OnceLock<Mutex<HashMap<CacheKey, SlotStatus>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// Loads (or reuses) the model for a slot. Never called on the audio thread.
-pub fn load_slot(mode: Mode, persisted: Option<&str>) -> SlotStatus {
+pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Device) -> SlotStatus {
     let Some(path) = resolve(mode, persisted) else { return SlotStatus::Empty };
-    if let Some(s) = cache().lock().get(&path) {
+    let key = (path.clone(), format!("{device:?}"));
+    if let Some(s) = cache().lock().get(&key) {
         return s.clone();
     }
     let status = if !path.is_file() {
         SlotStatus::Missing { path: path.clone() }
     } else {
-        match vocoder::load_healthy(&path, None, &candle_core::Device::Cpu) {
+        match vocoder::load_healthy(&path, None, device) {
             Ok((loaded, verdict)) => {
                 SlotStatus::Ready { path: path.clone(), vocoder: Arc::new(loaded.vocoder), health: verdict.to_string() }
             }
@@ -99,6 +131,32 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>) -> SlotStatus {
             Err(e) => SlotStatus::Failed { path: path.clone(), reason: e.to_string() },
         }
     };
-    cache().lock().insert(path, status.clone());
+    cache().lock().insert(key, status.clone());
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_choice_falls_back_to_cpu_with_a_reason() {
+        let (d, status) = resolve_device(DeviceChoice::Cpu);
+        assert!(d.is_cpu() && status == "CPU");
+        if !cfg!(any(feature = "cuda", feature = "metal")) {
+            let (d, status) = resolve_device(DeviceChoice::Gpu);
+            assert!(d.is_cpu());
+            assert!(status.contains("no GPU support"), "{status}");
+        }
+    }
+
+    #[test]
+    fn slot_values_resolve() {
+        assert_eq!(resolve(Mode::Original, Some(NO_MODEL)), None);
+        assert_eq!(resolve(Mode::Modified, Some("/x/y.safetensors")), Some(PathBuf::from("/x/y.safetensors")));
+        assert!(resolve(Mode::Original, None).unwrap().ends_with(default_file(Mode::Original)));
+        let s = load_slot(Mode::Modified, Some("/nonexistent/model.safetensors"), &candle_core::Device::Cpu);
+        assert!(matches!(s, SlotStatus::Missing { .. }) && s.vocoder().is_none());
+        assert!(s.summary().contains("models fetch"));
+    }
 }
