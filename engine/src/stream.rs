@@ -108,6 +108,21 @@ impl RateConverter {
     }
 }
 
+/// Converts a whole signal (delay trimmed, tail flushed) — for tests and offline tools.
+pub fn resample_whole(x: &[f32], from: u32, to: u32) -> Vec<f32> {
+    let mut c = RateConverter::new(from, to);
+    let mut out = Vec::new();
+    c.push(x, &mut out);
+    // Flush the converter's delay and partial chunk with silence, then cut to the exact length.
+    let want = (x.len() as u64 * to as u64 / from as u64) as usize;
+    let pad = vec![0.0; c.chunk_in * 2 + c.delay * 2 * from as usize / to as usize + 16];
+    while out.len() < want {
+        c.push(&pad, &mut out);
+    }
+    out.truncate(want);
+    out
+}
+
 /// Streaming vocoder state at the model's rate.
 pub struct ModelStream {
     vocoder: Arc<Vocoder>,

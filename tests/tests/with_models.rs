@@ -65,3 +65,72 @@ fn original_mode_keeps_pitch_and_duration_at_every_host_rate() {
         assert!((f - 220.0).abs() / 220.0 < 0.005, "{sr} Hz: pitch {f} Hz is not 220 Hz ±0.5% (chipmunk?)");
     }
 }
+
+/// f0 per 40 ms frame (None when not clearly periodic: normalised autocorrelation peak <= 0.8),
+/// with parabolic refinement of the lag.
+fn f0_track(x: &[f32], sr: f32) -> Vec<Option<f32>> {
+    let frame = (sr * 0.04) as usize;
+    let (lo, hi) = ((sr / 400.0) as usize, (sr / 70.0) as usize);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start + frame + hi + 1 < x.len() {
+        let seg = &x[start..start + frame + hi + 1];
+        let e0: f64 = seg[..frame].iter().map(|v| (*v as f64).powi(2)).sum();
+        let r = |lag: usize| -> f64 {
+            let num: f64 = (0..frame).map(|i| seg[i] as f64 * seg[i + lag] as f64).sum();
+            let e1: f64 = seg[lag..lag + frame].iter().map(|v| (*v as f64).powi(2)).sum();
+            num / (e0 * e1).sqrt().max(1e-30)
+        };
+        let mut f = None;
+        if e0 > 1e-4 * frame as f64 {
+            let (mut best, mut val) = (lo, f64::MIN);
+            for lag in lo..hi {
+                let v = r(lag);
+                if v > val {
+                    best = lag;
+                    val = v;
+                }
+            }
+            if val > 0.8 && best > lo {
+                let (a, c) = (r(best - 1), r(best + 1));
+                let shift = 0.5 * (a - c) / (a - 2.0 * val + c);
+                f = Some(sr / (best as f64 + shift) as f32);
+            }
+        }
+        out.push(f);
+        start += frame / 2;
+    }
+    out
+}
+
+#[test]
+fn real_speech_keeps_pitch_and_duration_at_every_host_rate() {
+    let entry = entry();
+    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/es_librivox_cuentosdehadas03_14_grimm.wav")).unwrap();
+    let clip_sr = r.spec().sample_rate;
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
+    let clip = &clip[..(clip_sr as usize * 2)];
+    for sr in [22_050.0f64, 44_100.0, 48_000.0, 96_000.0] {
+        let x = engine::stream::resample_whole(clip, clip_sr, sr as u32);
+        let mut p = ClapPlugin::new(&entry);
+        p.set_offline(true);
+        let lat_id = p.param_id("Latency");
+        p.set_params_inactive(&[(lat_id, 5.0)]);
+        p.select_channels(1);
+        p.activate(sr, 1, 1024);
+        let lat = p.latency() as usize;
+        let mut input = x.clone();
+        input.extend(std::iter::repeat_n(0.0, lat));
+        let out = p.render(&[input], &[1024], &[]);
+        let aligned = &out[0][lat..lat + x.len()];
+        assert_eq!(aligned.len(), x.len(), "duration");
+        // Frame by frame, where both are clearly voiced: the median pitch ratio output/input.
+        let (ti, to) = (f0_track(&x, sr as f32), f0_track(aligned, sr as f32));
+        let mut ratios: Vec<f32> = ti.iter().zip(&to).filter_map(|(a, b)| Some((*b)? / (*a)?)).collect();
+        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert!(ratios.len() > 10, "{sr} Hz: too few voiced frames ({})", ratios.len());
+        let ratio = ratios[ratios.len() / 2];
+        eprintln!("{sr} Hz host: speech pitch ratio out/in {ratio:.4} over {} voiced frames", ratios.len());
+        assert!((ratio - 1.0).abs() < 0.005, "{sr} Hz: speech pitch ratio {ratio} (chipmunk?)");
+    }
+}
