@@ -43,3 +43,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// The host-test-slots build's output around one Original→Modified switch: the delayed mono
+/// input `mono` (already shifted by `latency`), with Original = +signal, Modified = −signal and
+/// an equal-power crossfade of `fade` samples centred on input sample `t` (output t + latency).
+pub fn expected_mode_switch(mono: &[f32], latency: u64, t: u64, fade: u64) -> Vec<f32> {
+    (0..mono.len() as u64)
+        .map(|n| {
+            let x = mono[n as usize];
+            let Some(i) = n.checked_sub(latency) else { return x };
+            let w = ((i as f64 - t as f64 + fade as f64 / 2.0) / fade as f64).clamp(0.0, 1.0) as f32;
+            let a = w * std::f32::consts::FRAC_PI_2;
+            x * (a.cos() - a.sin())
+        })
+        .collect()
+}

@@ -1,7 +1,7 @@
 //! The built CLAP bundle, loaded by a real CLAP host (clack-host).
 
 use host_tests::clap_host::{Automation, ClapPlugin};
-use host_tests::signals::{max_abs_diff, test_signal};
+use host_tests::signals::{expected_mode_switch, max_abs_diff, test_signal};
 use streamspeech_vocoder::{LatencyChoice, expected_latency, mode_fade_samples};
 
 /// This file tests the plugin as hosts see it with empty mode slots (no default models found):
@@ -207,17 +207,7 @@ fn mode_automation_lands_on_its_sample() {
         // Irregular blocks so the event never falls on a block boundary by luck.
         let out = p.render(&input, &[1000, 77, 4096, 3], &[Automation { time: t, id: mode_id, value: 1.0 }]);
         let mono = expected_wet(&input, lat as usize);
-        // host-test-slots build: Original = +signal, Modified = -signal, equal-power crossfade
-        // of `fade` samples centred on input sample t, i.e. output sample t + latency.
-        let want: Vec<f32> = (0..mono.len() as u64)
-            .map(|n| {
-                let x = mono[n as usize];
-                let Some(i) = n.checked_sub(lat) else { return x };
-                let w = ((i as f64 - t as f64 + fade as f64 / 2.0) / fade as f64).clamp(0.0, 1.0) as f32;
-                let a = w * std::f32::consts::FRAC_PI_2;
-                x * (a.cos() - a.sin())
-            })
-            .collect();
+        let want = expected_mode_switch(&mono, lat, t, fade);
         let diff = max_abs_diff(&out[0], &want);
         assert!(diff < 1e-5, "{sr} Hz: mode switch misplaced (max diff {diff})");
         // Well before the switch the output is the Original slot, well after it the Modified one.

@@ -1,6 +1,6 @@
 //! The built VST3 bundle, loaded by a real VST3 host (the `vst3` crate's bindings + libloading).
 
-use host_tests::signals::{max_abs_diff, test_signal};
+use host_tests::signals::{expected_mode_switch, max_abs_diff, test_signal};
 use host_tests::vst3_host::{Vst3Automation, Vst3Plugin, class_infos};
 use streamspeech_vocoder::{LatencyChoice, expected_latency, mode_fade_samples};
 
@@ -111,15 +111,7 @@ fn offline_bounce_with_mode_automation_is_sample_accurate() {
     let x = input(2, (t + lat) as usize + 8000, sr as f32);
     let y = p.render(&x, &[4096, 13, 999], &[Vst3Automation { time: t, id: mode, normalized: 1.0 }]);
     let mono = expected_wet(&x, lat as usize);
-    let want: Vec<f32> = (0..mono.len() as u64)
-        .map(|n| {
-            let v = mono[n as usize];
-            let Some(i) = n.checked_sub(lat) else { return v };
-            let w = ((i as f64 - t as f64 + fade as f64 / 2.0) / fade as f64).clamp(0.0, 1.0) as f32;
-            let a = w * std::f32::consts::FRAC_PI_2;
-            v * (a.cos() - a.sin())
-        })
-        .collect();
+    let want = expected_mode_switch(&mono, lat, t, fade);
     let d = max_abs_diff(&y[1], &want);
     assert!(d < 1e-5, "mode switch misplaced (max diff {d})");
 }

@@ -37,17 +37,23 @@ fn tone(sr: f32, seconds: f32, f0: f32) -> Vec<f32> {
         .collect()
 }
 
+/// A mono, offline (bounce) instance with 640 ms chunks (the least context overhead, so the
+/// debug-built bundle stays quick), activated at `sr`.
+fn bounce_instance(entry: &clack_host::prelude::PluginEntry, sr: f64) -> ClapPlugin {
+    let mut p = ClapPlugin::new(entry);
+    p.set_offline(true);
+    let lat_id = p.param_id("Latency");
+    p.set_params_inactive(&[(lat_id, 5.0)]);
+    p.select_channels(1);
+    p.activate(sr, 1, 1024);
+    p
+}
+
 #[test]
 fn original_mode_keeps_pitch_and_duration_at_every_host_rate() {
     let entry = entry();
     for sr in [22_050.0f64, 44_100.0, 48_000.0, 96_000.0] {
-        let mut p = ClapPlugin::new(&entry);
-        p.set_offline(true);
-        let lat_id = p.param_id("Latency");
-        // 640 ms chunks: the least context overhead, so the debug-built bundle stays quick.
-        p.set_params_inactive(&[(lat_id, 5.0)]);
-        p.select_channels(1);
-        p.activate(sr, 1, 1024);
+        let mut p = bounce_instance(&entry, sr);
         let lat = p.latency() as usize;
         assert_eq!(lat as u32, expected_latency(sr as u32, 1024, LatencyChoice::Ms640), "{sr} Hz");
         let x = tone(sr as f32, 1.0, 220.0);
@@ -112,12 +118,7 @@ fn real_speech_keeps_pitch_and_duration_at_every_host_rate() {
     let clip = &clip[..(clip_sr as usize * 2)];
     for sr in [22_050.0f64, 44_100.0, 48_000.0, 96_000.0] {
         let x = engine::stream::resample_whole(clip, clip_sr, sr as u32);
-        let mut p = ClapPlugin::new(&entry);
-        p.set_offline(true);
-        let lat_id = p.param_id("Latency");
-        p.set_params_inactive(&[(lat_id, 5.0)]);
-        p.select_channels(1);
-        p.activate(sr, 1, 1024);
+        let mut p = bounce_instance(&entry, sr);
         let lat = p.latency() as usize;
         let mut input = x.clone();
         input.extend(std::iter::repeat_n(0.0, lat));
