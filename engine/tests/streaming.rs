@@ -287,7 +287,8 @@ fn silence_nan_and_clipping_input() {
     // Silence in, near-silence out through a trained vocoder (its output for the floor mel is
     // tiny, not noise).
     let mut u = EngineProcessor::new(setup(48_000, [Some(universal()), None], 640, 256, true));
-    let silent = run(&mut u, &vec![0.0f32; 24_000 + u.latency() as usize], &[256], &[]);
+    let silent_in = vec![0.0f32; 24_000 + u.latency() as usize];
+    let silent = run(&mut u, &silent_in, &[256], &[]);
     let rms = (silent.iter().map(|v| v * v).sum::<f32>() / silent.len() as f32).sqrt();
     assert!(rms < 1e-3, "silence became rms {rms}");
     for (i, s) in x.iter_mut().enumerate() {
