@@ -21,6 +21,9 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("streamspeech-worker".into())
         .spawn(move || {
+            // Real time: the kernels run on this thread alone, leaving the other cores to the
+            // host. Offline (a bounce): every core, since nothing else is waiting on time.
+            vocoder::kernels::set_threads(if setup.offline { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
             let mut slots: [SlotStream; 2] = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);

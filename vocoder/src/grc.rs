@@ -1,12 +1,13 @@
 //! The GRC-MRF "Modified" generator: multi-receptive-field stages made of full-channel Grouped
 //! Residual Convolution blocks `conv2(relu(conv1(x))) + x` with kernel sizes 3/5/7.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv1d, ConvTranspose1d};
+use candle_core::Tensor;
 
 use crate::config::VocoderConfig;
 use crate::error::VocoderError;
-use crate::weights::{Weights, leaky_relu};
+use crate::kernels::PreAct;
+use crate::layers::{Conv1dLayer as Conv1d, ConvTranspose1dLayer as ConvTranspose1d};
+use crate::weights::Weights;
 
 struct GrcBlock {
     conv1: Conv1d,
@@ -14,8 +15,14 @@ struct GrcBlock {
 }
 
 impl GrcBlock {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.conv2.forward(&self.conv1.forward(x)?.relu()?)? + x
+    /// The block's output plus `acc` (the running MRF sum, folded into conv2's residuals).
+    fn forward_acc(&self, x: &Tensor, acc: Option<&Tensor>) -> candle_core::Result<Tensor> {
+        let h = self.conv1.forward(x, PreAct::NONE, &[])?;
+        let relu = PreAct { scale: 1.0, slope: Some(0.0) };
+        match acc {
+            Some(acc) => self.conv2.forward(&h, relu, &[x, acc]),
+            None => self.conv2.forward(&h, relu, &[x]),
+        }
     }
 }
 
@@ -28,11 +35,7 @@ impl Mrf {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut acc: Option<Tensor> = None;
         for b in &self.blocks {
-            let r = b.forward(x)?;
-            acc = Some(match acc {
-                None => r,
-                Some(a) => (a + r)?,
-            });
+            acc = Some(b.forward_acc(x, acc.as_ref())?);
         }
         acc.expect("at least one GRC block") / self.blocks.len() as f64
     }
@@ -85,15 +88,13 @@ impl GrcMrf {
 
     /// mel [B, num_mels, T] → audio [B, 1, T · hop].
     pub fn forward(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.initial_conv.forward(mel)?;
+        let x = self.initial_conv.forward(mel, PreAct::NONE, &[])?;
         let mut x = self.mrfs[0].forward(&x)?;
         for (i, up) in self.ups.iter().enumerate() {
-            x = up.forward(&leaky_relu(&x, self.slope)?)?;
+            x = up.forward(&x, PreAct::leaky(self.slope))?;
             x = self.mrfs[i + 1].forward(&x)?;
         }
-        if let Some(s) = self.final_slope {
-            x = leaky_relu(&x, s)?;
-        }
-        self.final_conv.forward(&x)?.tanh()
+        let act = PreAct { scale: 1.0, slope: self.final_slope.map(|s| s as f32) };
+        self.final_conv.forward(&x, act, &[])?.tanh()
     }
 }

@@ -1,11 +1,12 @@
 //! The HiFi-GAN generator (jik876/hifi-gan `Generator`, also fairseq's), config-driven.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv1d, ConvTranspose1d};
+use candle_core::Tensor;
 
 use crate::config::VocoderConfig;
 use crate::error::VocoderError;
-use crate::weights::{Weights, leaky_relu};
+use crate::kernels::PreAct;
+use crate::layers::{Conv1dLayer as Conv1d, ConvTranspose1dLayer as ConvTranspose1d};
+use crate::weights::Weights;
 
 fn padding(k: usize, d: usize) -> usize {
     (k * d - d) / 2
@@ -19,20 +20,28 @@ enum ResBlock {
 }
 
 impl ResBlock {
-    fn forward(&self, x: &Tensor, slope: f64) -> candle_core::Result<Tensor> {
+    /// The block's output plus `acc` (the running MRF sum, folded into the last conv's residual).
+    fn forward_acc(&self, x: &Tensor, slope: f64, acc: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
+        let a = PreAct::leaky(slope);
         match self {
             ResBlock::One { convs1, convs2 } => {
-                for (c1, c2) in convs1.iter().zip(convs2) {
-                    let xt = c1.forward(&leaky_relu(&x, slope)?)?;
-                    let xt = c2.forward(&leaky_relu(&xt, slope)?)?;
-                    x = (xt + x)?;
+                let n = convs1.len();
+                for (m, (c1, c2)) in convs1.iter().zip(convs2).enumerate() {
+                    let xt = c1.forward(&x, a, &[])?;
+                    x = match acc.filter(|_| m + 1 == n) {
+                        Some(acc) => c2.forward(&xt, a, &[&x, acc])?,
+                        None => c2.forward(&xt, a, &[&x])?,
+                    };
                 }
             }
             ResBlock::Two { convs } => {
-                for c in convs {
-                    let xt = c.forward(&leaky_relu(&x, slope)?)?;
-                    x = (xt + x)?;
+                let n = convs.len();
+                for (m, c) in convs.iter().enumerate() {
+                    x = match acc.filter(|_| m + 1 == n) {
+                        Some(acc) => c.forward(&x, a, &[&x, acc])?,
+                        None => c.forward(&x, a, &[&x])?,
+                    };
                 }
             }
         }
@@ -89,20 +98,19 @@ impl HifiGan {
 
     /// mel [B, num_mels, T] → audio [B, 1, T · hop].
     pub fn forward(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = self.conv_pre.forward(mel)?;
+        let mut x = self.conv_pre.forward(mel, PreAct::NONE, &[])?;
+        // The MRF mean's 1/num_kernels is folded into the next layer's input activation.
+        let mut scale = 1.0f32;
         for (i, up) in self.ups.iter().enumerate() {
-            x = up.forward(&leaky_relu(&x, self.slope)?)?;
+            x = up.forward(&x, PreAct { scale, slope: Some(self.slope as f32) })?;
             let mut acc: Option<Tensor> = None;
             for j in 0..self.num_kernels {
-                let r = self.resblocks[i * self.num_kernels + j].forward(&x, self.slope)?;
-                acc = Some(match acc {
-                    None => r,
-                    Some(a) => (a + r)?,
-                });
+                acc = Some(self.resblocks[i * self.num_kernels + j].forward_acc(&x, self.slope, acc.as_ref())?);
             }
-            x = (acc.expect("at least one resblock") / self.num_kernels as f64)?;
+            x = acc.expect("at least one resblock");
+            scale = 1.0 / self.num_kernels as f32;
         }
-        let x = self.conv_post.forward(&leaky_relu(&x, self.final_slope)?)?;
+        let x = self.conv_post.forward(&x, PreAct { scale, slope: Some(self.final_slope as f32) }, &[])?;
         x.tanh()
     }
 }

@@ -17,6 +17,8 @@ pub mod fetch;
 pub mod grc;
 pub mod health;
 pub mod hifigan;
+pub mod kernels;
+pub mod layers;
 pub mod mel;
 pub mod model;
 pub mod report;
@@ -24,4 +26,5 @@ pub mod weights;
 
 pub use config::{Family, VocoderConfig};
 pub use error::VocoderError;
+pub use layers::Kernels;
 pub use model::{Inspection, LoadedVocoder, Vocoder, load_healthy, load_vocoder};

@@ -14,6 +14,7 @@ use crate::error::VocoderError;
 use crate::grc::GrcMrf;
 use crate::health::{self, HealthVerdict};
 use crate::hifigan::HifiGan;
+use crate::layers::Kernels;
 use crate::report::CheckpointReport;
 use crate::weights::Weights;
 
@@ -163,6 +164,14 @@ pub fn load_vocoder(path: &Path, config: Option<&Path>, device: &Device) -> Resu
     let ckpt = checkpoint::load(path)?;
     let (cfg, config_source) = resolve_config(&ckpt, config)?;
     load_from_checkpoint(ckpt, cfg, config_source, device)
+}
+
+/// Another instance of a loaded model with a chosen CPU kernel implementation (the benchmark's
+/// stock-candle baseline, and the fast-vs-stock tests).
+pub fn rebuild_with_kernels(loaded: &LoadedVocoder, kernels: Kernels) -> Result<Vocoder, VocoderError> {
+    let cfg = loaded.vocoder.config().clone();
+    let weights = checked_weights(&loaded.checkpoint, &cfg, loaded.vocoder.device())?.with_kernels(kernels);
+    Vocoder::new(cfg, &weights, loaded.vocoder.device())
 }
 
 pub fn load_from_checkpoint(

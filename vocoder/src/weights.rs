@@ -8,14 +8,22 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
 
 use crate::error::VocoderError;
+use crate::layers::{Conv1dLayer, ConvTranspose1dLayer, Kernels};
 
 pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
+    kernels: Kernels,
 }
 
 impl Weights {
     pub fn new(tensors: BTreeMap<String, Tensor>) -> Self {
-        Self { tensors }
+        Self { tensors, kernels: Kernels::default() }
+    }
+
+    /// Which CPU implementation the layers built from this store use.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     /// Builds the store from plain f32 data (used by tests and by the checkpoint loader).
@@ -24,7 +32,7 @@ impl Weights {
         for (k, (shape, values)) in data {
             tensors.insert(k.clone(), Tensor::from_slice(values, shape.as_slice(), device)?);
         }
-        Ok(Self { tensors })
+        Ok(Self { tensors, kernels: Kernels::default() })
     }
 
     pub fn get(&self, key: &str, shape: &[usize]) -> Result<Tensor, VocoderError> {
@@ -41,20 +49,22 @@ impl Weights {
         Ok(t.clone())
     }
 
-    pub fn conv1d(&self, name: &str, cin: usize, cout: usize, k: usize, dilation: usize, padding: usize) -> Result<Conv1d, VocoderError> {
+    pub fn conv1d(&self, name: &str, cin: usize, cout: usize, k: usize, dilation: usize, padding: usize) -> Result<Conv1dLayer, VocoderError> {
         let w = self.get(&format!("{name}.weight"), &[cout, cin, k])?;
         let b = self.get(&format!("{name}.bias"), &[cout])?;
-        Ok(Conv1d::new(w, Some(b), Conv1dConfig { padding, stride: 1, dilation, groups: 1, cudnn_fwd_algo: None }))
+        let stock = Conv1d::new(w, Some(b), Conv1dConfig { padding, stride: 1, dilation, groups: 1, cudnn_fwd_algo: None });
+        Ok(Conv1dLayer::new(stock, self.kernels)?)
     }
 
-    pub fn conv_transpose1d(&self, name: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<ConvTranspose1d, VocoderError> {
+    pub fn conv_transpose1d(&self, name: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<ConvTranspose1dLayer, VocoderError> {
         let w = self.get(&format!("{name}.weight"), &[cin, cout, k])?;
         let b = self.get(&format!("{name}.bias"), &[cout])?;
-        Ok(ConvTranspose1d::new(
+        let stock = ConvTranspose1d::new(
             w,
             Some(b),
             ConvTranspose1dConfig { padding: (k - stride) / 2, output_padding: 0, stride, dilation: 1, groups: 1 },
-        ))
+        );
+        Ok(ConvTranspose1dLayer::new(stock, self.kernels)?)
     }
 }
 

@@ -7,6 +7,9 @@
 //!   load a stale bundle, then runs `cargo test --workspace`.
 //! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
 //! - `cargo xtask models`: fetch and convert the default models into `models/`.
+//! - `cargo xtask bench [--reference] [--seconds S]`: the CPU speed benchmark (release), ours vs
+//!   stock candle (and, with `--reference`, PyTorch and onnxruntime through
+//!   `scripts/bench_reference.py`); see `engine/benches/speed.rs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ fn main() -> Result<()> {
         Some("bundle-host-test") => bundle_host_test(),
         Some("install") => install(),
         Some("models") => fetch_models(),
+        Some("bench") => bench(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -66,6 +70,13 @@ fn test(extra: &[String]) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    fetch_models()?;
+    let mut args = vec!["bench", "-p", "engine", "--bench", "speed", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 fn install() -> Result<()> {
