@@ -1,13 +1,19 @@
-//! `streamspeech-vocoder`: inspect checkpoints, convert them into the one-file model format,
-//! and fetch/list the default models.
+//! `streamspeech-vocoder`: render audio through the vocoders (the plugin's engine, offline),
+//! inspect checkpoints, convert them into the one-file model format, and fetch/list the default
+//! models.
 //!
 //! Exit codes: 0 success; 2 a model that would not load or is unhealthy, or any user error
-//! (one clear line on stderr).
+//! (one clear line on stderr, followed by the checkpoint report or health verdict where there
+//! is one).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use streamspeech_cli::audio_io::{self, Bits};
+use streamspeech_cli::render::{self, MODIFIED, ORIGINAL, RenderSetup, Switch, slot_name};
+use streamspeech_cli::report::{self, ModelInfo, Panel, Report};
 use vocoder::checkpoint;
 use vocoder::fetch::{FetchOutcome, default_file, fetch_defaults, sha256_hex};
 use vocoder::model::{Inspection, resolve_config};
@@ -19,8 +25,71 @@ struct Cli {
     command: Cmd,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Original,
+    Modified,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Input audio: WAV (any bit depth), FLAC, MP3 or OGG; any sample rate; mono or stereo.
+    input: PathBuf,
+    /// Output WAV, at the input's sample rate and channel count, same length, aligned.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The mode at the start.
+    #[arg(long, value_enum, default_value = "original")]
+    mode: ModeArg,
+    /// Automation: TIME:MODE,... (seconds of input), e.g. 1.0:modified,2.5:original.
+    #[arg(long)]
+    switch: Option<String>,
+    /// The processing chunk (the plugin's Latency: 20, 40, 80, 160, 320 or 640 ms).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    latency_ms: u32,
+    /// Model file for Original (default: the default model in the models folder).
+    #[arg(long)]
+    model_original: Option<PathBuf>,
+    /// Model file for Modified (default: the default model in the models folder).
+    #[arg(long)]
+    model_modified: Option<PathBuf>,
+    /// Folder with the default models (default: $STREAMSPEECH_VOCODER_MODELS, else ./models).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Host block size the engine is driven with.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    block_size: u32,
+    /// Write spectrogram.png and report.json (input, Original, Modified, switched) into DIR.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Output sample format: 16 or 24-bit integer, or 32-bit float.
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(["16", "24", "32"]), |s: String| s.parse::<u32>().expect("listed values are numbers")))]
+    bits: u32,
+    /// Overwrite OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar or summary.
+    #[arg(long)]
+    quiet: bool,
+    /// Render even with a model that fails the health probe (prints a warning).
+    #[arg(long)]
+    no_health_check: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Render a file through the vocoders with the plugin's own engine (offline bounce), with
+    /// optional mode-switch automation and a comparison report.
+    Render(Box<RenderArgs>),
     /// Report what a checkpoint holds, the architecture it implies, whether it loads into the
     /// model its config describes, and its health verdict. Exit 0 only when it loads and is healthy.
     Inspect {
@@ -121,7 +190,180 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Models { command: ModelsCmd::List { dir, json } } => list_models(&dir, json, &device),
+        Cmd::Render(args) => match render_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
     }
+}
+
+fn default_models_dir() -> PathBuf {
+    std::env::var_os("STREAMSPEECH_VOCODER_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
+}
+
+fn render_device(choice: DeviceArg, quiet: bool) -> candle_core::Device {
+    if choice == DeviceArg::Cpu {
+        return candle_core::Device::Cpu;
+    }
+    #[cfg(feature = "cuda")]
+    match candle_core::Device::new_cuda(0) {
+        Ok(d) => return d,
+        Err(e) if choice == DeviceArg::Gpu => eprintln!("warning: GPU unavailable ({e}); using the CPU"),
+        Err(_) => {}
+    }
+    if choice == DeviceArg::Gpu && !cfg!(feature = "cuda") && !quiet {
+        eprintln!("warning: GPU requested, but this build has no GPU support; using the CPU");
+    }
+    candle_core::Device::Cpu
+}
+
+/// Loads one slot's model strictly, with the health probe.
+fn load_slot(slot: usize, explicit: Option<&Path>, dir: &Path, device: &candle_core::Device, no_health_check: bool) -> Result<(Arc<vocoder::Vocoder>, ModelInfo), String> {
+    let name = slot_name(slot);
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let file = vocoder::fetch::default_file(name).expect("every slot has a default");
+            let p = dir.join(file);
+            if !p.is_file() {
+                return Err(format!(
+                    "no {name} model: {} is missing (run `streamspeech-vocoder models fetch --dir {}`, or give --model-{name} FILE)",
+                    p.display(),
+                    dir.display()
+                ));
+            }
+            p
+        }
+    };
+    let loaded = vocoder::load_vocoder(&path, None, device).map_err(|e| format!("{name} model {}: {e}", path.display()))?;
+    let verdict = vocoder::health::probe(&loaded.vocoder).map_err(|e| format!("{name} model {}: {e}", path.display()))?;
+    if !verdict.healthy {
+        let why = verdict.reasons.join("; ");
+        if !no_health_check {
+            return Err(format!("{name} model {} fails the health probe: {why} (--no-health-check renders anyway)", path.display()));
+        }
+        eprintln!("warning: {name} model {} fails the health probe: {why}; rendering anyway (--no-health-check)", path.display());
+    }
+    let info = ModelInfo::new(slot, &path, &loaded, Some(verdict));
+    Ok((Arc::new(loaded.vocoder), info))
+}
+
+fn render_cmd(a: &RenderArgs) -> Result<(), String> {
+    if a.output.exists() && !a.force {
+        return Err(format!("{} exists (use --force to overwrite)", a.output.display()));
+    }
+    let bits = match a.bits {
+        16 => Bits::Int16,
+        24 => Bits::Int24,
+        32 => Bits::Float32,
+        b => return Err(format!("--bits {b}: use 16, 24 or 32")),
+    };
+    let input = audio_io::read_audio(&a.input).map_err(|e| e.to_string())?;
+    let switches = match &a.switch {
+        Some(s) => render::parse_switches(s).map_err(|e| format!("--switch {e}"))?,
+        None => Vec::new(),
+    };
+    let initial = match a.mode {
+        ModeArg::Original => ORIGINAL,
+        ModeArg::Modified => MODIFIED,
+    };
+    let device = render_device(a.device, a.quiet);
+    let dir = a.models_dir.clone().unwrap_or_else(default_models_dir);
+    // Load what the render uses (the report renders both modes).
+    let mut used = [false; 2];
+    used[initial] = true;
+    switches.iter().for_each(|s| used[s.slot] = true);
+    if a.report.is_some() {
+        used = [true, true];
+    }
+    let explicit = [a.model_original.as_deref(), a.model_modified.as_deref()];
+    let mut slots: [Option<Arc<vocoder::Vocoder>>; 2] = [None, None];
+    let mut infos = Vec::new();
+    for slot in [ORIGINAL, MODIFIED] {
+        if used[slot] {
+            let (v, info) = load_slot(slot, explicit[slot], &dir, &device, a.no_health_check)?;
+            slots[slot] = Some(v);
+            infos.push(info);
+        }
+    }
+    let setup = |initial_slot: usize, switches: Vec<Switch>| RenderSetup {
+        slots: slots.clone(),
+        chunk_ms: a.latency_ms,
+        block: a.block_size as usize,
+        initial_slot,
+        switches,
+    };
+    let show = !a.quiet && input.seconds() > 1.0;
+    let run = |label: &str, s: &RenderSetup| {
+        let bar = show.then(|| {
+            let b = indicatif::ProgressBar::new(input.frames() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_message(label.to_string());
+            b
+        });
+        let r = render::render(&input, s, &mut |done, total| {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.set_position(done);
+            }
+        });
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        r
+    };
+    let main = run("render", &setup(initial, switches.clone()));
+    audio_io::write_wav(&a.output, &main.audio, bits, a.force).map_err(|e| e.to_string())?;
+    let rtf = main.compute_seconds / input.seconds();
+    if !a.quiet {
+        println!(
+            "wrote {} ({:.2} s, {} Hz, {} ch; engine latency {} samples = {:.1} ms, removed; {:.2} s per audio second)",
+            a.output.display(),
+            input.seconds(),
+            input.rate,
+            input.channels.len(),
+            main.latency,
+            main.latency as f64 * 1000.0 / input.rate as f64,
+            rtf
+        );
+    }
+    if let Some(dir) = &a.report {
+        let original = run("original", &setup(ORIGINAL, Vec::new()));
+        let modified = run("modified", &setup(MODIFIED, Vec::new()));
+        let cfg = report::reference_front_end(&[slots[ORIGINAL].as_deref(), slots[MODIFIED].as_deref()]);
+        let switched_name = if switches.is_empty() { format!("{} (the render)", slot_name(initial)) } else { "switched (the render)".to_string() };
+        let panels = [
+            Panel { name: "Original", audio: &original.audio },
+            Panel { name: "Modified", audio: &modified.audio },
+            Panel { name: &switched_name, audio: &main.audio },
+        ];
+        let rep = Report {
+            input: String::new(),
+            input_rate: input.rate,
+            input_channels: input.channels.len(),
+            seconds: input.seconds(),
+            input_loudness_lufs: None,
+            input_peak: 0.0,
+            models: infos,
+            chunk_ms: a.latency_ms,
+            block_size: a.block_size as usize,
+            latency_samples: main.latency,
+            latency_ms: main.latency as f64 * 1000.0 / input.rate as f64,
+            real_time_factor: rtf,
+            switches: report::switches_json(&switches),
+            renders: Vec::new(),
+        };
+        report::write_report(dir, &a.input.display().to_string(), &input, &panels, &switches, &cfg, rep)
+            .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
+        if !a.quiet {
+            println!("report: {} and {}", dir.join("spectrogram.png").display(), dir.join("report.json").display());
+        }
+    }
+    Ok(())
 }
 
 fn candle_device() -> candle_core::Device {

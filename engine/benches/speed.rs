@@ -195,7 +195,7 @@ fn main() {
         if ours_only {
             continue;
         }
-        // Streaming: 80 ms chunks with left/right context, one thread (the worker's own budget).
+        // Streaming: 80 ms chunks through the explicit streaming state, one thread (the worker's own budget).
         set_threads(1);
         let stream_audio = &audio[..audio.len().min(22_050 * 5)];
         let ours = streaming_rtf(fast.clone(), stream_audio, 80);

@@ -10,7 +10,6 @@
 //! plus a safety margin of one processing block (the larger of the chunk and the host's maximum
 //! block), which is the worker's compute budget in real time.
 
-pub mod receptive;
 pub mod stream;
 pub mod timeline;
 mod worker;
@@ -56,7 +55,7 @@ pub struct EngineSetup {
 /// The latency budget, in host samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LatencyBudget {
-    /// The largest data latency of the slot pipelines (chunk + right context + STFT lookahead +
+    /// The largest data latency of the slot pipelines (chunk + model lookahead + STFT lookahead +
     /// both resampler delays and their chunking).
     pub data: u64,
     /// The worker's compute budget: max(chunk, host max block).

@@ -1,5 +1,5 @@
 //! One mode slot's streaming pipeline, with its state explicit: host-rate input →
-//! [`RateConverter`] → mel frames → chunked vocoder with left/right context → [`RateConverter`]
+//! [`RateConverter`] → mel frames → the vocoder's explicit streaming state, a chunk at a time → [`RateConverter`]
 //! back → host-rate wet samples, index-aligned with the input (sample `i` of the output belongs to
 //! input sample `i`). A slot without a model passes its input through (the delayed dry signal once
 //! the engine applies its latency).
@@ -11,9 +11,9 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use candle_core::Tensor;
 use rubato::{Fft, FixedSync, Resampler};
 use vocoder::mel::{MelFrontEnd, MelScratch};
+use vocoder::model::VocoderStream;
 use vocoder::{Vocoder, VocoderError};
 
-use crate::receptive::context_frames;
 
 /// Streaming sample-rate conversion with a known, trimmed delay: output sample `k` corresponds
 /// to input sample `k / ratio` (the converter's own delay removed). Identity when rates match.
@@ -123,26 +123,28 @@ pub fn resample_whole(x: &[f32], from: u32, to: u32) -> Vec<f32> {
     out
 }
 
-/// Streaming vocoder state at the model's rate.
+/// Streaming vocoder state at the model's rate: mel frames are computed as their samples arrive
+/// and handed to the model's explicit streaming state ([`vocoder::model::VocoderStream`]) a chunk
+/// at a time, so each chunk costs only its own frames (no re-computed context) and the output
+/// equals the whole-file forward.
 pub struct ModelStream {
     vocoder: Arc<Vocoder>,
+    state: VocoderStream,
     front: MelFrontEnd,
     scratch: MelScratch,
     num_mels: usize,
     hop: usize,
     pad: usize,
-    /// Chunk size in frames and context frames on each side.
+    /// Chunk size in frames (the `Latency` parameter's processing block).
     pub chunk: usize,
-    pub left: usize,
-    pub right: usize,
+    /// Samples the model still owes for the frames it has received (its own lookahead).
+    pub lag: usize,
     /// Model-rate input; `input[0]` is absolute sample `input_base`.
     input: Vec<f32>,
     input_base: usize,
-    /// Mel frames (each `num_mels`, frame-major); `frames[0]` is absolute frame `frames_base`.
+    /// Mel frames not yet given to the model (each `num_mels`, frame-major).
     frames: Vec<f32>,
-    frames_base: usize,
     frames_done: usize,
-    next_chunk: usize,
     segment: Vec<f32>,
     column: Vec<f32>,
     mel_block: Vec<f32>,
@@ -153,7 +155,9 @@ impl ModelStream {
         let cfg = vocoder.config().clone();
         let front = MelFrontEnd::new(&cfg);
         let scratch = front.scratch();
-        let (left, right) = context_frames(&cfg);
+        // A fresh state is a few small zero tensors on the model's device, where the model's
+        // weights already live: it cannot fail where loading succeeded.
+        let state = vocoder.stream().expect("zero-initialised streaming state on the model's device");
         Self {
             num_mels: cfg.num_mels,
             hop: cfg.hop_size,
@@ -163,15 +167,13 @@ impl ModelStream {
             front,
             scratch,
             chunk: chunk_frames.max(1),
-            left,
-            right,
+            lag: vocoder.stream_lag(),
+            state,
             vocoder,
             input: Vec::new(),
             input_base: 0,
             frames: Vec::new(),
-            frames_base: 0,
             frames_done: 0,
-            next_chunk: 0,
             mel_block: Vec::new(),
         }
     }
@@ -183,8 +185,8 @@ impl ModelStream {
             return 0;
         }
         let frames = (m + pad - n_fft) / hop + 1;
-        let chunks = frames.saturating_sub(self.right as u64) / self.chunk as u64;
-        chunks * (self.chunk * self.hop) as u64
+        let fed = frames / self.chunk as u64 * self.chunk as u64;
+        (fed * hop).saturating_sub(self.lag as u64)
     }
 
     fn sample(&self, abs: isize) -> f32 {
@@ -193,7 +195,7 @@ impl ModelStream {
         self.input[idx - self.input_base]
     }
 
-    /// Adds model-rate input and appends every completed chunk's audio to `out`.
+    /// Adds model-rate input and appends the audio that became computable to `out`.
     pub fn push(&mut self, x: &[f32], out: &mut Vec<f32>) -> Result<(), VocoderError> {
         self.input.extend_from_slice(x);
         let available = self.input_base + self.input.len();
@@ -212,38 +214,20 @@ impl ModelStream {
             self.frames.extend_from_slice(&self.column);
             self.frames_done += 1;
         }
-        // Chunks whose right context is complete.
-        while self.frames_done >= (self.next_chunk + 1) * self.chunk + self.right {
-            let s = self.next_chunk * self.chunk;
-            let a = s.saturating_sub(self.left);
-            let b = s + self.chunk + self.right;
-            let t = b - a;
+        // Whole chunks go to the model.
+        let m = self.num_mels;
+        while self.frames.len() >= self.chunk * m {
+            let t = self.chunk;
             self.mel_block.clear();
-            self.mel_block.resize(self.num_mels * t, 0.0);
-            for (j, f) in (a..b).enumerate() {
-                let col = &self.frames[(f - self.frames_base) * self.num_mels..(f - self.frames_base + 1) * self.num_mels];
-                for (m, v) in col.iter().enumerate() {
-                    self.mel_block[m * t + j] = *v;
+            self.mel_block.resize(m * t, 0.0);
+            for j in 0..t {
+                for (b, v) in self.frames[j * m..(j + 1) * m].iter().enumerate() {
+                    self.mel_block[b * t + j] = *v;
                 }
             }
-            let mel = Tensor::from_slice(&self.mel_block, (1, self.num_mels, t), self.vocoder.device())?;
-            let audio = self.vocoder.forward(&mel)?.flatten_all()?;
-            let from = (s - a) * self.hop;
-            let audio = audio.narrow(0, from, self.chunk * self.hop)?.to_vec1::<f32>()?;
-            out.extend_from_slice(&audio);
-            self.next_chunk += 1;
-            self.trim();
-        }
-        Ok(())
-    }
-
-    /// Drops history no future frame or chunk needs.
-    fn trim(&mut self) {
-        let keep_frame = (self.next_chunk * self.chunk).saturating_sub(self.left);
-        if keep_frame > self.frames_base {
-            let n = keep_frame - self.frames_base;
-            self.frames.drain(..n * self.num_mels);
-            self.frames_base = keep_frame;
+            self.frames.drain(..t * m);
+            let mel = Tensor::from_slice(&self.mel_block, (1, m, t), self.vocoder.device())?;
+            self.vocoder.stream_step(&mut self.state, &mel, out)?;
         }
         // The next frame starts at frames_done*hop - pad (reflected samples 1..=pad while that
         // is negative, so nothing is dropped until then).
@@ -255,6 +239,7 @@ impl ModelStream {
                 self.input_base = keep_sample;
             }
         }
+        Ok(())
     }
 }
 

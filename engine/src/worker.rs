@@ -33,11 +33,17 @@ pub(crate) fn spawn(
             let max_behind = setup.host_rate as u64; // one second
             // Warm-up on this thread: the first call into the tensor library pays one-off costs
             // (thread-local buffers, kernel selection) that would make the first chunk late.
+            // Enough chunks that every layer of a throwaway stream has produced output once.
             for v in setup.slots.iter().flatten() {
-                let (l, r) = crate::receptive::context_frames(v.config());
-                let frames = crate::chunk_frames(v, setup.chunk_ms) + l + r;
-                if let Ok(mel) = candle_core::Tensor::zeros((1, v.config().num_mels, frames), candle_core::DType::F32, v.device()) {
-                    let _ = v.forward(&mel);
+                let chunk = crate::chunk_frames(v, setup.chunk_ms);
+                let steps = v.stream_lag().div_ceil(v.config().hop_size * chunk) + 2;
+                if let (Ok(mut st), Ok(mel)) =
+                    (v.stream(), candle_core::Tensor::zeros((1, v.config().num_mels, chunk), candle_core::DType::F32, v.device()))
+                {
+                    let mut sink = Vec::new();
+                    for _ in 0..steps {
+                        let _ = v.stream_step(&mut st, &mel, &mut sink);
+                    }
                 }
             }
             shared.ready.store(true, Ordering::Release);

@@ -91,10 +91,11 @@ pub fn models_dir() -> PathBuf {
 }
 
 pub fn default_file(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Original => "hifigan_v1_universal.safetensors",
-        Mode::Modified => "grc_mrf_distilled.safetensors",
-    }
+    let slot = match mode {
+        Mode::Original => "original",
+        Mode::Modified => "modified",
+    };
+    vocoder::fetch::default_file(slot).expect("both modes have a default model")
 }
 
 /// The file a slot's persisted value points to (`None` = empty slot).

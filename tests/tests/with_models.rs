@@ -37,7 +37,7 @@ fn tone(sr: f32, seconds: f32, f0: f32) -> Vec<f32> {
         .collect()
 }
 
-/// A mono, offline (bounce) instance with 640 ms chunks (the least context overhead, so the
+/// A mono, offline (bounce) instance with 640 ms chunks (the fewest model steps, so the
 /// debug-built bundle stays quick), activated at `sr`.
 fn bounce_instance(entry: &clack_host::prelude::PluginEntry, sr: f64) -> ClapPlugin {
     let mut p = ClapPlugin::new(entry);
@@ -133,5 +133,113 @@ fn real_speech_keeps_pitch_and_duration_at_every_host_rate() {
         let ratio = ratios[ratios.len() / 2];
         eprintln!("{sr} Hz host: speech pitch ratio out/in {ratio:.4} over {} voiced frames", ratios.len());
         assert!((ratio - 1.0).abs() < 0.005, "{sr} Hz: speech pitch ratio {ratio} (chipmunk?)");
+    }
+}
+
+/// The CLI's render (`streamspeech_cli::render`, what `streamspeech-vocoder render` runs) equals
+/// a DAW offline bounce of the same stereo file through the built plugin, after latency
+/// compensation, with the same Original→Modified automation: bit for bit.
+#[test]
+fn cli_render_equals_daw_offline_bounce() {
+    use std::sync::Arc;
+    use streamspeech_cli::audio_io::Audio;
+    use streamspeech_cli::render::{RenderSetup, Switch, render};
+
+    let entry = entry();
+    let sr = 44_100u32;
+    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/es_librivox_cuentosdehadas03_14_grimm.wav")).unwrap();
+    let clip_sr = r.spec().sample_rate;
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).take(clip_sr as usize * 2).collect();
+    let left = engine::stream::resample_whole(&clip, clip_sr, sr);
+    let right: Vec<f32> = left.iter().map(|v| -0.5 * v).collect();
+    let input = Audio { rate: sr, channels: vec![left.clone(), right.clone()] };
+
+    // The DAW: offline, stereo, 80 ms (default Latency), Mode automated to Modified at 1.0 s.
+    let mut p = ClapPlugin::new(&entry);
+    p.set_offline(true);
+    p.select_channels(2);
+    p.activate(sr as f64, 1, 512);
+    let lat = p.latency() as usize;
+    let mode_id = p.param_id("Mode");
+    let padded: Vec<Vec<f32>> = [&left, &right].iter().map(|c| c.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect()).collect();
+    let automation = [host_tests::clap_host::Automation { time: sr as u64, id: mode_id, value: 1.0 }];
+    let bounce = p.render(&padded, &[512], &automation);
+
+    // The CLI, with the same model files the plugin found.
+    let load = |f: &str| Some(Arc::new(vocoder::load_vocoder(&host_tests::workspace_root().join("models").join(f), None, &candle_core::Device::Cpu).unwrap().vocoder));
+    let setup = RenderSetup {
+        slots: [load("hifigan_v1_universal.safetensors"), load("grc_mrf_distilled.safetensors")],
+        chunk_ms: 80,
+        block: 512,
+        initial_slot: 0,
+        switches: vec![Switch { seconds: 1.0, slot: 1 }],
+    };
+    let cli = render(&input, &setup, &mut |_, _| {});
+    assert_eq!(cli.latency as usize, lat, "the CLI's engine plans the plugin's latency");
+    for c in 0..2 {
+        let daw = &bounce[c][lat..lat + left.len()];
+        assert_eq!(cli.audio.channels[c].len(), daw.len());
+        let diff = cli.audio.channels[c].iter().zip(daw).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert_eq!(diff, 0.0, "channel {c}: CLI render vs DAW bounce max abs diff {diff}");
+    }
+    assert!(bounce[0][lat..].iter().any(|v| v.abs() > 0.01), "the bounce is not silent");
+}
+
+/// Two-sided cross-correlation peak lag of `y` against `x` within ±max (positive: y lags x).
+fn peak_lag(x: &[f32], y: &[f32], max: i64) -> i64 {
+    let n = x.len().min(y.len()) as i64;
+    let mut best = (0i64, f64::MIN);
+    for lag in -max..=max {
+        let mut acc = 0.0f64;
+        for i in 0..n {
+            let j = i + lag;
+            if j >= 0 && j < n {
+                acc += x[i as usize] as f64 * y[j as usize] as f64;
+            }
+        }
+        if acc > best.1 {
+            best = (lag, acc);
+        }
+    }
+    best.0
+}
+
+/// The engine issue's alignment test, with the real Original model through the built plugin:
+/// the wet output, advanced by exactly the reported latency, lines up with a whole-file render
+/// of the same input (model forward over the whole file's mel, resampled both ways) —
+/// cross-correlation peak at lag 0 — at 44.1, 48 and 96 kHz for every Latency choice.
+#[test]
+fn wet_output_minus_reported_latency_aligns_with_whole_file_render() {
+    let entry = entry();
+    let v1 = vocoder::load_vocoder(&host_tests::workspace_root().join("models/hifigan_v1_universal.safetensors"), None, &candle_core::Device::Cpu)
+        .unwrap()
+        .vocoder;
+    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/es_librivox_cuentosdehadas03_14_grimm.wav")).unwrap();
+    let clip_sr = r.spec().sample_rate;
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).skip(clip_sr as usize / 2).take(clip_sr as usize).collect();
+    for sr in [44_100u32, 48_000, 96_000] {
+        let x = engine::stream::resample_whole(&clip, clip_sr, sr);
+        let model_in = engine::stream::resample_whole(&x, sr, 22_050);
+        let (mel, frames) = vocoder::mel::MelFrontEnd::new(v1.config()).mel(&model_in);
+        let whole = engine::stream::resample_whole(&v1.synthesize(&mel, frames).unwrap(), 22_050, sr);
+        for (i, choice) in LatencyChoice::ALL.iter().enumerate() {
+            let mut p = ClapPlugin::new(&entry);
+            p.set_offline(true);
+            let lat_id = p.param_id("Latency");
+            p.set_params_inactive(&[(lat_id, i as f64)]);
+            p.select_channels(1);
+            p.activate(sr as f64, 1, 512);
+            let lat = p.latency() as usize;
+            assert_eq!(lat as u32, expected_latency(sr, 512, *choice), "{sr} Hz {choice:?}");
+            let input: Vec<f32> = x.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect();
+            let out = p.render(&[input], &[512], &[]);
+            let aligned = &out[0][lat..lat + x.len()];
+            // The interior (the whole-file render differs only where the file ends).
+            let n = x.len() - sr as usize / 10;
+            let lag = peak_lag(&whole[..n], &aligned[..n], 200);
+            assert_eq!(lag, 0, "{sr} Hz {choice:?}: wet output minus {lat} samples is off by {lag} samples");
+            let diff = aligned[..n].iter().zip(&whole[..n]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(diff < 1e-3, "{sr} Hz {choice:?}: aligned output vs whole-file render max abs {diff}");
+        }
     }
 }

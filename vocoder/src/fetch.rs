@@ -44,10 +44,15 @@ pub const HIFIGAN_UNIVERSAL: DefaultModel = DefaultModel {
 
 pub const DEFAULT_MODELS: [DefaultModel; 1] = [HIFIGAN_UNIVERSAL];
 
+/// The default Modified model: trained by this project and committed in `models/` (see
+/// `models/MODEL_CARD.md`), so it is never fetched.
+pub const DISTILLED_MODIFIED_FILE: &str = "grc_mrf_distilled.safetensors";
+
 /// The default model file for a slot ("original" / "modified"), if the project has one.
 pub fn default_file(slot: &str) -> Option<&'static str> {
     match slot {
         "original" => Some(HIFIGAN_UNIVERSAL.file),
+        "modified" => Some(DISTILLED_MODIFIED_FILE),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@ use crate::config::VocoderConfig;
 use crate::error::VocoderError;
 use crate::kernels::PreAct;
 use crate::layers::{Conv1dLayer as Conv1d, ConvTranspose1dLayer as ConvTranspose1d};
+use crate::streaming::{ConvHist, Fifo, TransHist, take_sum};
 use crate::weights::Weights;
 
 struct GrcBlock {
@@ -96,5 +97,86 @@ impl GrcMrf {
         }
         let act = PreAct { scale: 1.0, slope: self.final_slope.map(|s| s as f32) };
         self.final_conv.forward(&x, act, &[])?.tanh()
+    }
+}
+
+struct BlockStream {
+    conv1: ConvHist,
+    conv2: ConvHist,
+    res: Fifo,
+}
+
+struct MrfStream {
+    blocks: Vec<BlockStream>,
+    outs: Vec<Fifo>,
+}
+
+/// The explicit streaming state of a [`GrcMrf`] (see `crate::streaming`).
+pub struct GrcMrfStream {
+    initial: ConvHist,
+    mrfs: Vec<MrfStream>,
+    ups: Vec<TransHist>,
+    last: ConvHist,
+}
+
+impl Mrf {
+    fn stream(&self, like: &Tensor) -> candle_core::Result<MrfStream> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| Ok(BlockStream { conv1: ConvHist::new(&b.conv1, like)?, conv2: ConvHist::new(&b.conv2, like)?, res: Fifo::default() }))
+            .collect::<candle_core::Result<_>>()?;
+        Ok(MrfStream { blocks, outs: self.blocks.iter().map(|_| Fifo::default()).collect() })
+    }
+
+    fn lag(&self) -> usize {
+        self.blocks.iter().map(|b| ConvHist::lag(&b.conv1) + ConvHist::lag(&b.conv2)).max().unwrap_or(0)
+    }
+
+    fn step(&self, st: &mut MrfStream, x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let relu = PreAct { scale: 1.0, slope: Some(0.0) };
+        for ((b, bs), out) in self.blocks.iter().zip(&mut st.blocks).zip(&mut st.outs) {
+            bs.res.push(x)?;
+            let Some(h) = bs.conv1.step(&b.conv1, x, PreAct::NONE, &mut [])? else { continue };
+            if let Some(y) = bs.conv2.step(&b.conv2, &h, relu, &mut [&mut bs.res])? {
+                out.push(&y)?;
+            }
+        }
+        match take_sum(&mut st.outs)? {
+            Some(sum) => Ok(Some((sum / self.blocks.len() as f64)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl GrcMrf {
+    pub fn stream(&self, like: &Tensor) -> candle_core::Result<GrcMrfStream> {
+        Ok(GrcMrfStream {
+            initial: ConvHist::new(&self.initial_conv, like)?,
+            mrfs: self.mrfs.iter().map(|m| m.stream(like)).collect::<candle_core::Result<_>>()?,
+            ups: self.ups.iter().map(|u| TransHist::new(u, like)).collect::<candle_core::Result<_>>()?,
+            last: ConvHist::new(&self.final_conv, like)?,
+        })
+    }
+
+    pub fn stream_lag(&self) -> usize {
+        let mut lag = ConvHist::lag(&self.initial_conv) + self.mrfs[0].lag();
+        for (i, up) in self.ups.iter().enumerate() {
+            lag = lag * up.geometry().1 + TransHist::lag(up) + self.mrfs[i + 1].lag();
+        }
+        lag + ConvHist::lag(&self.final_conv)
+    }
+
+    pub fn stream_step(&self, st: &mut GrcMrfStream, mel: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(x) = st.initial.step(&self.initial_conv, mel, PreAct::NONE, &mut [])? else { return Ok(None) };
+        let Some(mut x) = self.mrfs[0].step(&mut st.mrfs[0], &x)? else { return Ok(None) };
+        for (i, up) in self.ups.iter().enumerate() {
+            let Some(u) = st.ups[i].step(up, &x, PreAct::leaky(self.slope))? else { return Ok(None) };
+            let Some(y) = self.mrfs[i + 1].step(&mut st.mrfs[i + 1], &u)? else { return Ok(None) };
+            x = y;
+        }
+        let act = PreAct { scale: 1.0, slope: self.final_slope.map(|s| s as f32) };
+        let Some(y) = st.last.step(&self.final_conv, &x, act, &mut [])? else { return Ok(None) };
+        Ok(Some(y.tanh()?))
     }
 }

@@ -6,6 +6,7 @@ use crate::config::VocoderConfig;
 use crate::error::VocoderError;
 use crate::kernels::PreAct;
 use crate::layers::{Conv1dLayer as Conv1d, ConvTranspose1dLayer as ConvTranspose1d};
+use crate::streaming::{ConvHist, Fifo, TransHist, take_sum};
 use crate::weights::Weights;
 
 fn padding(k: usize, d: usize) -> usize {
@@ -112,5 +113,116 @@ impl HifiGan {
         }
         let x = self.conv_post.forward(&x, PreAct { scale, slope: Some(self.final_slope as f32) }, &[])?;
         x.tanh()
+    }
+}
+
+/// Streaming state of one resblock: a history per conv and a residual fifo per residual add.
+struct ResBlockStream {
+    first: Vec<ConvHist>,
+    second: Vec<ConvHist>,
+    res: Vec<Fifo>,
+}
+
+struct StageStream {
+    up: TransHist,
+    blocks: Vec<ResBlockStream>,
+    outs: Vec<Fifo>,
+}
+
+/// The explicit streaming state of a [`HifiGan`] (see `crate::streaming`).
+pub struct HifiGanStream {
+    pre: ConvHist,
+    stages: Vec<StageStream>,
+    post: ConvHist,
+}
+
+impl ResBlock {
+    fn stream(&self, like: &Tensor) -> candle_core::Result<ResBlockStream> {
+        Ok(match self {
+            ResBlock::One { convs1, convs2 } => ResBlockStream {
+                first: convs1.iter().map(|c| ConvHist::new(c, like)).collect::<Result<_, _>>()?,
+                second: convs2.iter().map(|c| ConvHist::new(c, like)).collect::<Result<_, _>>()?,
+                res: convs1.iter().map(|_| Fifo::default()).collect(),
+            },
+            ResBlock::Two { convs } => ResBlockStream {
+                first: convs.iter().map(|c| ConvHist::new(c, like)).collect::<Result<_, _>>()?,
+                second: Vec::new(),
+                res: convs.iter().map(|_| Fifo::default()).collect(),
+            },
+        })
+    }
+
+    fn lag(&self) -> usize {
+        match self {
+            ResBlock::One { convs1, convs2 } => convs1.iter().chain(convs2).map(ConvHist::lag).sum(),
+            ResBlock::Two { convs } => convs.iter().map(ConvHist::lag).sum(),
+        }
+    }
+
+    fn step(&self, st: &mut ResBlockStream, x: &Tensor, slope: f64) -> candle_core::Result<Option<Tensor>> {
+        let a = PreAct::leaky(slope);
+        let mut x = x.clone();
+        match self {
+            ResBlock::One { convs1, convs2 } => {
+                for m in 0..convs1.len() {
+                    st.res[m].push(&x)?;
+                    let Some(h) = st.first[m].step(&convs1[m], &x, a, &mut [])? else { return Ok(None) };
+                    let Some(y) = st.second[m].step(&convs2[m], &h, a, &mut [&mut st.res[m]])? else { return Ok(None) };
+                    x = y;
+                }
+            }
+            ResBlock::Two { convs } => {
+                for m in 0..convs.len() {
+                    st.res[m].push(&x)?;
+                    let Some(y) = st.first[m].step(&convs[m], &x, a, &mut [&mut st.res[m]])? else { return Ok(None) };
+                    x = y;
+                }
+            }
+        }
+        Ok(Some(x))
+    }
+}
+
+impl HifiGan {
+    pub fn stream(&self, like: &Tensor) -> candle_core::Result<HifiGanStream> {
+        let mut stages = Vec::new();
+        for (i, up) in self.ups.iter().enumerate() {
+            let blocks = (0..self.num_kernels)
+                .map(|j| self.resblocks[i * self.num_kernels + j].stream(like))
+                .collect::<candle_core::Result<_>>()?;
+            stages.push(StageStream { up: TransHist::new(up, like)?, blocks, outs: (0..self.num_kernels).map(|_| Fifo::default()).collect() });
+        }
+        Ok(HifiGanStream { pre: ConvHist::new(&self.conv_pre, like)?, stages, post: ConvHist::new(&self.conv_post, like)? })
+    }
+
+    /// Output samples still owed after `frames` frames: emitted = hop · frames − lag.
+    pub fn stream_lag(&self) -> usize {
+        let mut lag = ConvHist::lag(&self.conv_pre);
+        for (i, up) in self.ups.iter().enumerate() {
+            let s = up.geometry().1;
+            let mrf = (0..self.num_kernels).map(|j| self.resblocks[i * self.num_kernels + j].lag()).max().unwrap_or(0);
+            lag = lag * s + TransHist::lag(up) + mrf;
+        }
+        lag + ConvHist::lag(&self.conv_post)
+    }
+
+    /// Feeds mel columns [1, num_mels, n]; returns the newly computable audio [1, 1, m].
+    pub fn stream_step(&self, st: &mut HifiGanStream, mel: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(mut x) = st.pre.step(&self.conv_pre, mel, PreAct::NONE, &mut [])? else { return Ok(None) };
+        let mut scale = 1.0f32;
+        for (i, (up, stage)) in self.ups.iter().zip(&mut st.stages).enumerate() {
+            let Some(u) = stage.up.step(up, &x, PreAct { scale, slope: Some(self.slope as f32) })? else { return Ok(None) };
+            for (j, (block, out)) in stage.blocks.iter_mut().zip(&mut stage.outs).enumerate() {
+                if let Some(r) = self.resblocks[i * self.num_kernels + j].step(block, &u, self.slope)? {
+                    out.push(&r)?;
+                }
+            }
+            let Some(sum) = take_sum(&mut stage.outs)? else { return Ok(None) };
+            x = sum;
+            scale = 1.0 / self.num_kernels as f32;
+        }
+        let act = PreAct { scale, slope: Some(self.final_slope as f32) };
+        let Some(y) = st.post.step(&self.conv_post, &x, act, &mut [])? else { return Ok(None) };
+        Ok(Some(y.tanh()?))
     }
 }

@@ -255,7 +255,11 @@ impl Conv1dKernel {
     }
 
     pub fn out_len(&self, t_in: usize) -> usize {
-        (t_in + 2 * self.padding).saturating_sub(self.dilation * (self.kernel - 1))
+        self.out_len_padded(t_in, self.padding)
+    }
+
+    pub fn out_len_padded(&self, t_in: usize, padding: usize) -> usize {
+        (t_in + 2 * padding).saturating_sub(self.dilation * (self.kernel - 1))
     }
 
     /// Multiply-adds per output column (for GFLOP/s figures: 2 FLOPs each).
@@ -271,10 +275,16 @@ impl Conv1dKernel {
 
     /// `x` [c_in, t_in] → `act` → conv → (+ each of `residuals`, [c_out, t_out]) → [c_out, t_out].
     pub fn forward(&self, x: &[f32], t_in: usize, act: PreAct, residuals: &[&[f32]]) -> Vec<f32> {
+        self.forward_padded(x, t_in, self.padding, act, residuals)
+    }
+
+    /// As [`forward`](Self::forward) with another padding (0 for streaming, where the history
+    /// columns stand in for it).
+    pub fn forward_padded(&self, x: &[f32], t_in: usize, padding: usize, act: PreAct, residuals: &[&[f32]]) -> Vec<f32> {
         assert_eq!(x.len(), self.c_in * t_in, "conv1d input size");
         let clock = profiling_clock();
-        let t_out = self.out_len(t_in);
-        let (c_in, c_out, k, d, p) = (self.c_in, self.c_out, self.kernel, self.dilation, self.padding);
+        let t_out = self.out_len_padded(t_in, padding);
+        let (c_in, c_out, k, d, p) = (self.c_in, self.c_out, self.kernel, self.dilation, padding);
         if t_out == 0 {
             return Vec::new();
         }
@@ -380,10 +390,14 @@ impl ConvTranspose1dKernel {
     }
 
     pub fn out_len(&self, t_in: usize) -> usize {
+        self.out_len_padded(t_in, self.padding)
+    }
+
+    pub fn out_len_padded(&self, t_in: usize, padding: usize) -> usize {
         if t_in == 0 {
             return 0;
         }
-        ((t_in - 1) * self.stride + self.kernel).saturating_sub(2 * self.padding)
+        ((t_in - 1) * self.stride + self.kernel).saturating_sub(2 * padding)
     }
 
     pub fn macs_per_input_col(&self) -> usize {
@@ -392,13 +406,18 @@ impl ConvTranspose1dKernel {
 
     /// `x` [c_in, t_in] → `act` → transposed conv → [c_out, out_len(t_in)].
     pub fn forward(&self, x: &[f32], t_in: usize, act: PreAct) -> Vec<f32> {
+        self.forward_padded(x, t_in, self.padding, act)
+    }
+
+    /// As [`forward`](Self::forward) with another padding (0 for streaming: the full output).
+    pub fn forward_padded(&self, x: &[f32], t_in: usize, padding: usize, act: PreAct) -> Vec<f32> {
         assert_eq!(x.len(), self.c_in * t_in, "conv_transpose1d input size");
         let clock = profiling_clock();
-        let t_out = self.out_len(t_in);
+        let t_out = self.out_len_padded(t_in, padding);
         if t_out == 0 {
             return Vec::new();
         }
-        let (c_in, c_out, s, k, p) = (self.c_in, self.c_out, self.stride, self.kernel, self.padding);
+        let (c_in, c_out, s, k, p) = (self.c_in, self.c_out, self.stride, self.kernel, padding);
         // Output o gets tap j from input t when o + p = t·s + j. With u = o + p = q·s + r, the taps
         // are j = r + m·s (m = 0, 1, ...) at inputs t = q − m. Padding the input by `mt` zero
         // columns each side keeps every read in bounds (out-of-range inputs read zeros).

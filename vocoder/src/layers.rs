@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor, bail};
-use candle_nn::{Conv1d, ConvTranspose1d};
+use candle_nn::{Conv1d, Conv1dConfig, ConvTranspose1d, ConvTranspose1dConfig};
 
 use crate::kernels::{Conv1dKernel, ConvTranspose1dKernel, PreAct};
 
@@ -38,12 +38,15 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a 
 
 pub struct Conv1dLayer {
     stock: Conv1d,
+    /// The same weights without padding (streaming: history columns replace the padding).
+    stock_valid: Conv1d,
     fast: Option<Arc<Conv1dKernel>>,
 }
 
 struct FastConv1d<'a> {
     kernel: &'a Conv1dKernel,
     act: PreAct,
+    padding: usize,
 }
 
 impl FastConv1d<'_> {
@@ -52,23 +55,23 @@ impl FastConv1d<'_> {
         if c != self.kernel.c_in {
             bail!("conv1d expects {} input channels, got {c}", self.kernel.c_in)
         }
-        let t_out = self.kernel.out_len(t);
+        let t_out = self.kernel.out_len_padded(t, self.padding);
         let per = self.kernel.c_out * t_out;
         let out_shape = Shape::from((b, self.kernel.c_out, t_out));
         if b == 1 {
-            return Ok((CpuStorage::F32(self.kernel.forward(x, t, self.act, residuals)), out_shape));
+            return Ok((CpuStorage::F32(self.kernel.forward_padded(x, t, self.padding, self.act, residuals)), out_shape));
         }
         let mut out = Vec::with_capacity(b * per);
         for i in 0..b {
             let r: Vec<&[f32]> = residuals.iter().map(|r| &r[i * per..(i + 1) * per]).collect();
-            out.extend(self.kernel.forward(&x[i * c * t..(i + 1) * c * t], t, self.act, &r));
+            out.extend(self.kernel.forward_padded(&x[i * c * t..(i + 1) * c * t], t, self.padding, self.act, &r));
         }
         Ok((CpuStorage::F32(out), out_shape))
     }
 
     fn check_residual(&self, input: &Layout, residual: &Layout) -> candle_core::Result<()> {
         let (b, _, t) = input.shape().dims3()?;
-        let want = Shape::from((b, self.kernel.c_out, self.kernel.out_len(t)));
+        let want = Shape::from((b, self.kernel.c_out, self.kernel.out_len_padded(t, self.padding)));
         if residual.shape() != &want {
             bail!("residual shape {:?}, conv output {:?}", residual.shape(), want)
         }
@@ -135,18 +138,38 @@ impl Conv1dLayer {
         } else {
             None
         };
-        Ok(Self { stock, fast })
+        let stock_valid = Conv1d::new(stock.weight().clone(), stock.bias().cloned(), Conv1dConfig { padding: 0, ..*stock.config() });
+        Ok(Self { stock, stock_valid, fast })
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.stock.weight().dim(1).unwrap_or(0)
+    }
+
+    /// Kernel size, dilation and padding.
+    pub fn geometry(&self) -> (usize, usize, usize) {
+        let cfg = self.stock.config();
+        (self.stock.weight().dim(2).unwrap_or(1), cfg.dilation, cfg.padding)
     }
 
     /// `act(x)` → conv → `+` each of `residuals` (at most two: the fast kernel folds them into
     /// its output's initial value, which is how an MRF sum costs no extra pass).
     pub fn forward(&self, x: &Tensor, act: PreAct, residuals: &[&Tensor]) -> candle_core::Result<Tensor> {
+        self.forward_with(x, act, residuals, false)
+    }
+
+    /// As [`forward`](Self::forward) without padding: output length `t − d(k−1)`.
+    pub fn forward_valid(&self, x: &Tensor, act: PreAct, residuals: &[&Tensor]) -> candle_core::Result<Tensor> {
+        self.forward_with(x, act, residuals, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, act: PreAct, residuals: &[&Tensor], valid: bool) -> candle_core::Result<Tensor> {
         if residuals.len() > 2 {
             bail!("conv1d layer takes at most two residuals")
         }
         if let Some(kernel) = self.fast.as_deref().filter(|_| use_fast(x)) {
             let x = x.contiguous()?;
-            let op = FastConv1d { kernel, act };
+            let op = FastConv1d { kernel, act, padding: if valid { 0 } else { kernel.padding } };
             return match residuals {
                 [] => x.apply_op1_no_bwd(&op),
                 [r] => x.apply_op2_no_bwd(&r.contiguous()?, &op),
@@ -154,7 +177,8 @@ impl Conv1dLayer {
                 _ => unreachable!(),
             };
         }
-        let mut y = self.stock.forward(&stock_act(x, act)?)?;
+        let conv = if valid { &self.stock_valid } else { &self.stock };
+        let mut y = conv.forward(&stock_act(x, act)?)?;
         for r in residuals {
             y = (y + *r)?;
         }
@@ -168,12 +192,15 @@ impl Conv1dLayer {
 
 pub struct ConvTranspose1dLayer {
     stock: ConvTranspose1d,
+    /// The same weights without padding (streaming takes its own window of the full output).
+    stock_full: ConvTranspose1d,
     fast: Option<Arc<ConvTranspose1dKernel>>,
 }
 
 struct FastConvTranspose1d<'a> {
     kernel: &'a ConvTranspose1dKernel,
     act: PreAct,
+    padding: usize,
 }
 
 impl CustomOp1 for FastConvTranspose1d<'_> {
@@ -186,10 +213,14 @@ impl CustomOp1 for FastConvTranspose1d<'_> {
         if c != self.kernel.c_in {
             bail!("conv_transpose1d expects {} input channels, got {c}", self.kernel.c_in)
         }
-        let t_out = self.kernel.out_len(t);
+        let t_out = self.kernel.out_len_padded(t, self.padding);
+        if b == 1 {
+            let y = self.kernel.forward_padded(x, t, self.padding, self.act);
+            return Ok((CpuStorage::F32(y), Shape::from((b, self.kernel.c_out, t_out))));
+        }
         let mut out = Vec::with_capacity(b * self.kernel.c_out * t_out);
         for i in 0..b {
-            out.extend(self.kernel.forward(&x[i * c * t..(i + 1) * c * t], t, self.act));
+            out.extend(self.kernel.forward_padded(&x[i * c * t..(i + 1) * c * t], t, self.padding, self.act));
         }
         Ok((CpuStorage::F32(out), Shape::from((b, self.kernel.c_out, t_out))))
     }
@@ -212,15 +243,38 @@ impl ConvTranspose1dLayer {
         } else {
             None
         };
-        Ok(Self { stock, fast })
+        let stock_full =
+            ConvTranspose1d::new(stock.weight().clone(), stock.bias().cloned(), ConvTranspose1dConfig { padding: 0, ..*stock.config() });
+        Ok(Self { stock, stock_full, fast })
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.stock.weight().dim(0).unwrap_or(0)
+    }
+
+    /// Kernel size, stride and padding.
+    pub fn geometry(&self) -> (usize, usize, usize) {
+        let cfg = self.stock.config();
+        (self.stock.weight().dim(2).unwrap_or(1), cfg.stride, cfg.padding)
     }
 
     /// `act(x)` → transposed conv.
     pub fn forward(&self, x: &Tensor, act: PreAct) -> candle_core::Result<Tensor> {
+        self.forward_with(x, act, false)
+    }
+
+    /// As [`forward`](Self::forward) without padding: the full `(t − 1)·s + k` output.
+    pub fn forward_full(&self, x: &Tensor, act: PreAct) -> candle_core::Result<Tensor> {
+        self.forward_with(x, act, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, act: PreAct, full: bool) -> candle_core::Result<Tensor> {
         if let Some(kernel) = self.fast.as_deref().filter(|_| use_fast(x)) {
-            return x.contiguous()?.apply_op1_no_bwd(&FastConvTranspose1d { kernel, act });
+            let padding = if full { 0 } else { kernel.padding };
+            return x.contiguous()?.apply_op1_no_bwd(&FastConvTranspose1d { kernel, act, padding });
         }
-        self.stock.forward(&stock_act(x, act)?)
+        let conv = if full { &self.stock_full } else { &self.stock };
+        conv.forward(&stock_act(x, act)?)
     }
 
     pub fn kernel(&self) -> Option<&ConvTranspose1dKernel> {

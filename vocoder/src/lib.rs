@@ -22,6 +22,7 @@ pub mod layers;
 pub mod mel;
 pub mod model;
 pub mod report;
+pub mod streaming;
 pub mod weights;
 
 pub use config::{Family, VocoderConfig};

@@ -75,6 +75,70 @@ impl Vocoder {
     }
 }
 
+/// A model's explicit streaming state: feed mel frames in order, get the audio samples that
+/// became computable. The concatenated output equals [`Vocoder::forward`] over all the frames
+/// (zero-padded on the left exactly as the batch forward; the stream never ends, so there is no
+/// right edge), and after `f` frames exactly `max(0, hop · f − lag)` samples have come out.
+pub struct VocoderStream {
+    state: StreamState,
+    frames: usize,
+    emitted: usize,
+}
+
+enum StreamState {
+    HifiGan(crate::hifigan::HifiGanStream),
+    Grc(crate::grc::GrcMrfStream),
+}
+
+impl VocoderStream {
+    pub fn frames_in(&self) -> usize {
+        self.frames
+    }
+    pub fn samples_out(&self) -> usize {
+        self.emitted
+    }
+}
+
+impl Vocoder {
+    /// A fresh streaming state (all histories zero).
+    pub fn stream(&self) -> Result<VocoderStream, VocoderError> {
+        let like = Tensor::zeros(1, candle_core::DType::F32, &self.device)?;
+        let state = match &self.generator {
+            Generator::HifiGan(g) => StreamState::HifiGan(g.stream(&like)?),
+            Generator::Grc(g) => StreamState::Grc(g.stream(&like)?),
+        };
+        Ok(VocoderStream { state, frames: 0, emitted: 0 })
+    }
+
+    /// Samples the stream still owes for the frames it has received (the model's own lookahead).
+    pub fn stream_lag(&self) -> usize {
+        match &self.generator {
+            Generator::HifiGan(g) => g.stream_lag(),
+            Generator::Grc(g) => g.stream_lag(),
+        }
+    }
+
+    /// Feeds mel frames [1, num_mels, n] and appends the audio that became computable to `out`.
+    pub fn stream_step(&self, st: &mut VocoderStream, mel: &Tensor, out: &mut Vec<f32>) -> Result<(), VocoderError> {
+        let n = mel.dim(2)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let y = match (&self.generator, &mut st.state) {
+            (Generator::HifiGan(g), StreamState::HifiGan(s)) => g.stream_step(s, mel)?,
+            (Generator::Grc(g), StreamState::Grc(s)) => g.stream_step(s, mel)?,
+            _ => return Err(VocoderError::Config("streaming state belongs to another model".into())),
+        };
+        st.frames += n;
+        if let Some(y) = y {
+            let v = y.flatten_all()?.to_vec1::<f32>()?;
+            st.emitted += v.len();
+            out.extend_from_slice(&v);
+        }
+        Ok(())
+    }
+}
+
 /// Where the config came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ConfigSource {

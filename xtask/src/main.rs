@@ -7,6 +7,10 @@
 //!   load a stale bundle, then runs `cargo test --workspace`.
 //! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
 //! - `cargo xtask models`: fetch and convert the default models into `models/`.
+//! - `cargo xtask demo [INPUT] [--switch SECONDS] [--out DIR]`: the README's main job: fetch the
+//!   models, bundle the plugin (release), and bounce a demo clip through the **bundled** plugin
+//!   with Mode automated Original → Modified, writing the WAV and the report (default
+//!   `target/demo/`).
 //! - `cargo xtask bench [--reference] [--seconds S]`: the CPU speed benchmark (release), ours vs
 //!   stock candle (and, with `--reference`, PyTorch and onnxruntime through
 //!   `scripts/bench_reference.py`); see `engine/benches/speed.rs`.
@@ -26,6 +30,7 @@ fn main() -> Result<()> {
         Some("install") => install(),
         Some("models") => fetch_models(),
         Some("bench") => bench(&args[1..]),
+        Some("demo") => demo(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -70,6 +75,14 @@ fn test(extra: &[String]) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+fn demo(extra: &[String]) -> Result<()> {
+    fetch_models()?;
+    nice_plug_xtask::main_with_args("cargo xtask", ["bundle".into(), PLUGIN_PACKAGE.into(), "--release".into()])?;
+    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "demo_bounce", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 fn bench(extra: &[String]) -> Result<()> {
