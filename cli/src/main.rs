@@ -1,4 +1,5 @@
 //! `streamspeech-vocoder`: render audio through the vocoders (the plugin's engine, offline),
+//! synthesize speech units with the unit vocoders,
 //! inspect checkpoints, convert them into the one-file model format, and fetch/list the default
 //! models.
 //!
@@ -85,8 +86,42 @@ struct RenderArgs {
     no_health_check: bool,
 }
 
+#[derive(clap::Args)]
+struct UnitsArgs {
+    /// Unit ids as StreamSpeech prints them (whitespace separated; negative ids are dropped).
+    units: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The unit vocoder checkpoint (fairseq `g_00500000` + config.json beside it, or ours).
+    #[arg(long)]
+    model: PathBuf,
+    /// Config JSON (default: embedded in a safetensors file, else config.json beside it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// FiLM conditioning: a safetensors file with `speaker` and `emotion` vectors.
+    #[arg(long)]
+    cond: Option<PathBuf>,
+    /// Speaker id for multi-speaker CodeHiFiGAN (default 0).
+    #[arg(long)]
+    speaker: Option<u32>,
+    /// Expand units by the model's duration predictor.
+    #[arg(long)]
+    dur_prediction: bool,
+    /// Output rate (resampled with the engine's resampler); default: the model's rate.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Write even when the output looks like noise (prints a warning).
+    #[arg(long)]
+    no_health_check: bool,
+    /// Overwrite OUTPUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Synthesize speech units with a unit vocoder (CodeHiFiGAN, UnitHiFiGAN+FiLM).
+    Units(Box<UnitsArgs>),
     /// Render a file through the vocoders with the plugin's own engine (offline bounce), with
     /// optional mode-switch automation and a comparison report.
     Render(Box<RenderArgs>),
@@ -146,6 +181,9 @@ fn main() -> ExitCode {
     let device = candle_device();
     match cli.command {
         Cmd::Inspect { checkpoint, config, json } => {
+            if let Some(code) = inspect_units(&checkpoint, config.as_deref(), json, &device) {
+                return code;
+            }
             let ins = Inspection::run(&checkpoint, config.as_deref(), &device);
             if json {
                 println!("{}", serde_json::to_string_pretty(&ins).expect("inspection serialises"));
@@ -190,11 +228,113 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Models { command: ModelsCmd::List { dir, json } } => list_models(&dir, json, &device),
+        Cmd::Units(args) => match units_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Cmd::Render(args) => match render_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
     }
+}
+
+/// `inspect` for unit vocoders (None when the checkpoint's config is not a unit config).
+fn inspect_units(path: &Path, config: Option<&Path>, json: bool, device: &candle_core::Device) -> Option<ExitCode> {
+    let text = match config {
+        Some(c) => std::fs::read_to_string(c).ok()?,
+        None => {
+            let ckpt = checkpoint::load(path).ok()?;
+            match ckpt.embedded_config {
+                Some(t) => t,
+                None => std::fs::read_to_string(path.with_file_name("config.json")).ok()?,
+            }
+        }
+    };
+    if !vocoder::units::is_unit_config(&text) {
+        return None;
+    }
+    let result = vocoder::units::load_unit_vocoder(path, config, device);
+    let (ok, report, family, params, dur, film, rate, hop, err) = match &result {
+        Ok(l) => {
+            let c = l.vocoder.config();
+            (
+                true,
+                Some(l.report.clone()),
+                c.family_name(),
+                l.vocoder.param_count(),
+                c.dur_predictor_params.is_some(),
+                c.film.is_some(),
+                c.sampling_rate,
+                c.code_hop_size,
+                None,
+            )
+        }
+        Err(vocoder::VocoderError::Mismatch(r)) => (false, Some((**r).clone()), "unit vocoder", 0, false, false, 0, 0, None),
+        Err(e) => (false, None, "unit vocoder", 0, false, false, 0, 0, Some(e.to_string())),
+    };
+    if json {
+        let j = serde_json::json!({
+            "checkpoint": path, "kind": "unit vocoder", "family": family, "loads": ok, "parameters": params,
+            "duration_predictor": dur, "film": film, "sampling_rate": rate, "code_hop_size": hop,
+            "report": report, "error": err,
+        });
+        println!("{}", serde_json::to_string_pretty(&j).expect("serialises"));
+    } else {
+        println!("checkpoint: {}", path.display());
+        println!("kind: unit vocoder (input: speech units, not mel)");
+        if ok {
+            println!("family: {family}; {params} parameters; {rate} Hz, {hop} samples per unit; duration predictor: {}; FiLM: {}", if dur { "yes" } else { "no" }, if film { "yes" } else { "no" });
+        }
+        if let Some(r) = &report {
+            print!("{r}");
+        }
+        if let Some(e) = &err {
+            println!("error: {e}");
+        }
+        println!("{}", if ok { "verdict: loads (strict); synthesize with `streamspeech-vocoder units`" } else { "verdict: will not load" });
+    }
+    Some(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn units_cmd(a: &UnitsArgs) -> Result<(), String> {
+    if a.output.exists() && !a.force {
+        return Err(format!("{} exists (use --force to overwrite)", a.output.display()));
+    }
+    let text = std::fs::read_to_string(&a.units).map_err(|e| format!("cannot read {}: {e}", a.units.display()))?;
+    let units = text
+        .split_whitespace()
+        .map(|t| t.parse::<i64>().map_err(|_| format!("{}: `{t}` is not a unit id", a.units.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let loaded = vocoder::units::load_unit_vocoder(&a.model, a.config.as_deref(), &candle_core::Device::Cpu)
+        .map_err(|e| format!("unit vocoder {}: {e}", a.model.display()))?;
+    let v = &loaded.vocoder;
+    let cond = a.cond.as_deref().map(vocoder::units::Conditioning::load).transpose().map_err(|e| e.to_string())?;
+    let out = v.synthesize(&units, a.speaker, a.dur_prediction, cond.as_ref()).map_err(|e| e.to_string())?;
+    if out.audio.is_empty() {
+        return Err(format!("{}: no valid unit ids", a.units.display()));
+    }
+    let reasons = vocoder::units::output_health(&out.audio, v.config().sampling_rate);
+    if !reasons.is_empty() {
+        let why = reasons.join("; ");
+        if !a.no_health_check {
+            return Err(format!("the output fails the health check: {why} (--no-health-check writes it anyway)"));
+        }
+        eprintln!("warning: the output fails the health check: {why}; writing it anyway (--no-health-check)");
+    }
+    let model_rate = v.config().sampling_rate;
+    let rate = a.rate.unwrap_or(model_rate);
+    let audio = if rate == model_rate { out.audio.clone() } else { engine::stream::resample_whole(&out.audio, model_rate, rate) };
+    let wav = streamspeech_cli::audio_io::Audio { rate, channels: vec![audio] };
+    audio_io::write_wav(&a.output, &wav, Bits::Float32, a.force).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} units{} → {:.2} s at {rate} Hz)",
+        a.output.display(),
+        out.units.len(),
+        out.durations.as_ref().map(|d| format!(", {} frames after duration prediction", d.iter().sum::<u32>())).unwrap_or_default(),
+        wav.seconds()
+    );
+    Ok(())
 }
 
 fn default_models_dir() -> PathBuf {

@@ -54,6 +54,9 @@ pub enum SlotStatus {
     /// Did not load: the checkpoint report or the error.
     Failed { path: PathBuf, reason: String },
     Unhealthy { path: PathBuf, verdict: String },
+    /// A unit vocoder (CodeHiFiGAN / UnitHiFiGAN+FiLM): it loaded strictly, but its input is
+    /// speech units, which need the translator in front of it.
+    NeedsTranslator { path: PathBuf, family: String },
 }
 
 impl SlotStatus {
@@ -73,6 +76,9 @@ impl SlotStatus {
             }
             SlotStatus::Failed { path, reason } => format!("failed to load {}: {reason}", path.display()),
             SlotStatus::Unhealthy { path, verdict } => format!("unhealthy, not used: {} ({verdict})", path.display()),
+            SlotStatus::NeedsTranslator { path, family } => {
+                format!("needs a translator (units input): {} is a {family} unit vocoder; playing the dry signal", path.display())
+            }
         }
     }
 }
@@ -123,6 +129,8 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Devi
     }
     let status = if !path.is_file() {
         SlotStatus::Missing { path: path.clone() }
+    } else if let Some(status) = unit_vocoder_status(&path, device) {
+        status
     } else {
         match vocoder::load_healthy(&path, None, device) {
             Ok((loaded, verdict)) => {
@@ -134,6 +142,23 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Devi
     };
     cache().lock().insert(key, status.clone());
     status
+}
+
+/// A unit vocoder in a mel slot: loaded strictly (so a broken one says why), then reported as
+/// waiting for the translator. None when the file is not a unit vocoder.
+fn unit_vocoder_status(path: &std::path::Path, device: &candle_core::Device) -> Option<SlotStatus> {
+    let ckpt = vocoder::checkpoint::load(path).ok()?;
+    let text = match &ckpt.embedded_config {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(path.with_file_name("config.json")).ok()?,
+    };
+    if !vocoder::units::is_unit_config(&text) {
+        return None;
+    }
+    Some(match vocoder::units::load_unit_vocoder(path, None, device) {
+        Ok(l) => SlotStatus::NeedsTranslator { path: path.into(), family: l.vocoder.config().family_name().into() },
+        Err(e) => SlotStatus::Failed { path: path.into(), reason: e.to_string() },
+    })
 }
 
 #[cfg(test)]
@@ -159,5 +184,15 @@ mod tests {
         let s = load_slot(Mode::Modified, Some("/nonexistent/model.safetensors"), &candle_core::Device::Cpu);
         assert!(matches!(s, SlotStatus::Missing { .. }) && s.vocoder().is_none());
         assert!(s.summary().contains("models fetch"));
+    }
+
+    #[test]
+    fn a_unit_vocoder_in_a_slot_needs_the_translator_and_plays_dry() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let p = root.join("vocoder/tests/fixtures/units/code_tiny/g_tiny.pth");
+        let s = load_slot(Mode::Modified, Some(p.to_str().unwrap()), &candle_core::Device::Cpu);
+        assert!(matches!(s, SlotStatus::NeedsTranslator { .. }), "{}", s.summary());
+        assert!(s.vocoder().is_none(), "no mel model: the slot plays the delayed dry signal");
+        assert!(s.summary().contains("needs a translator (units input)") && s.summary().contains("codehifigan"), "{}", s.summary());
     }
 }

@@ -346,3 +346,29 @@ fn offline_bounce_is_bit_identical_for_any_block_size() {
         assert!(first.is_none(), "bounce {k} differs from bounce 0 first at sample {first:?}");
     }
 }
+
+/// A unit vocoder (CodeHiFiGAN) loaded into the Modified slot: the plugin cannot feed it mel
+/// (it needs the translator's units), so Modified plays the latency-delayed dry signal — no
+/// noise, no crash — while the slot's status says why (unit-tested in the plugin crate).
+#[test]
+fn unit_vocoder_in_a_slot_plays_the_delayed_dry_signal() {
+    let entry = load_entry();
+    let mut p = offline(&entry);
+    let unit_model = host_tests::workspace_root().join("vocoder/tests/fixtures/units/code_tiny/g_tiny.pth");
+    let mut state = state_json(&p.save_state());
+    let fields = state["fields"].as_object_mut().expect("fields");
+    fields.insert("model-modified".into(), serde_json::json!(serde_json::to_string(&unit_model.to_string_lossy()).unwrap()));
+    p.load_state(&state_bytes(&state));
+    let mode_id = p.param_id("Mode");
+    p.set_params_inactive(&[(mode_id, 1.0)]);
+    p.activate(48_000.0, 1, 512);
+    let lat = p.latency() as usize;
+    let input = stereo_input(lat + 24_000, 48_000.0);
+    let out = p.render(&input, &[512], &[]);
+    let want = expected_wet(&input, lat);
+    // The test build gives a passthrough Modified slot the opposite polarity (host-test-slots).
+    let neg: Vec<f32> = want.iter().map(|v| -v).collect();
+    let diff = max_abs_diff(&out[0], &want).min(max_abs_diff(&out[0], &neg));
+    assert!(diff < 1e-6, "Modified with a unit vocoder is not the delayed dry signal (max abs {diff})");
+    assert!(out[0].iter().all(|v| v.is_finite()));
+}

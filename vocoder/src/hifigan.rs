@@ -50,6 +50,9 @@ impl ResBlock {
     }
 }
 
+/// A per-stage modulation of the upsampled features: (stage, x) → x'.
+pub type StageHook<'a> = dyn Fn(usize, &Tensor) -> candle_core::Result<Tensor> + 'a;
+
 pub struct HifiGan {
     conv_pre: Conv1d,
     ups: Vec<ConvTranspose1d>,
@@ -99,11 +102,20 @@ impl HifiGan {
 
     /// mel [B, num_mels, T] → audio [B, 1, T · hop].
     pub fn forward(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_with(mel, None)
+    }
+
+    /// As [`forward`](Self::forward), with `film(stage, x)` applied to each upsampling layer's
+    /// output (the UnitHiFiGAN+FiLM conditioning).
+    pub fn forward_with(&self, mel: &Tensor, film: Option<&StageHook<'_>>) -> candle_core::Result<Tensor> {
         let mut x = self.conv_pre.forward(mel, PreAct::NONE, &[])?;
         // The MRF mean's 1/num_kernels is folded into the next layer's input activation.
         let mut scale = 1.0f32;
         for (i, up) in self.ups.iter().enumerate() {
             x = up.forward(&x, PreAct { scale, slope: Some(self.slope as f32) })?;
+            if let Some(f) = film {
+                x = f(i, &x)?;
+            }
             let mut acc: Option<Tensor> = None;
             for j in 0..self.num_kernels {
                 acc = Some(self.resblocks[i * self.num_kernels + j].forward_acc(&x, self.slope, acc.as_ref())?);
@@ -208,10 +220,19 @@ impl HifiGan {
 
     /// Feeds mel columns [1, num_mels, n]; returns the newly computable audio [1, 1, m].
     pub fn stream_step(&self, st: &mut HifiGanStream, mel: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        self.stream_step_with(st, mel, None)
+    }
+
+    /// As [`stream_step`](Self::stream_step) with the per-stage hook of
+    /// [`forward_with`](Self::forward_with) (it must act on each column alone, as FiLM does).
+    pub fn stream_step_with(&self, st: &mut HifiGanStream, mel: &Tensor, film: Option<&StageHook<'_>>) -> candle_core::Result<Option<Tensor>> {
         let Some(mut x) = st.pre.step(&self.conv_pre, mel, PreAct::NONE, &mut [])? else { return Ok(None) };
         let mut scale = 1.0f32;
         for (i, (up, stage)) in self.ups.iter().zip(&mut st.stages).enumerate() {
-            let Some(u) = stage.up.step(up, &x, PreAct { scale, slope: Some(self.slope as f32) })? else { return Ok(None) };
+            let Some(mut u) = stage.up.step(up, &x, PreAct { scale, slope: Some(self.slope as f32) })? else { return Ok(None) };
+            if let Some(f) = film {
+                u = f(i, &u)?;
+            }
             for (j, (block, out)) in stage.blocks.iter_mut().zip(&mut stage.outs).enumerate() {
                 if let Some(r) = self.resblocks[i * self.num_kernels + j].step(block, &u, self.slope)? {
                     out.push(&r)?;

@@ -23,6 +23,7 @@ pub mod mel;
 pub mod model;
 pub mod report;
 pub mod streaming;
+pub mod units;
 pub mod weights;
 
 pub use config::{Family, VocoderConfig};

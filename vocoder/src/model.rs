@@ -170,7 +170,12 @@ pub fn resolve_config(ckpt: &Checkpoint, explicit: Option<&Path>) -> Result<(Voc
 
 /// The strict comparison, with what loading did recorded as notes.
 pub fn checkpoint_report(ckpt: &Checkpoint, cfg: &VocoderConfig) -> Result<CheckpointReport, VocoderError> {
-    let mut report = CheckpointReport::compare(&expected_params(cfg)?, &ckpt.shapes());
+    checkpoint_report_for(ckpt, &expected_params(cfg)?)
+}
+
+/// The strict comparison against any expected parameter set (the unit vocoders use it too).
+pub fn checkpoint_report_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>) -> Result<CheckpointReport, VocoderError> {
+    let mut report = CheckpointReport::compare(expected, &ckpt.shapes());
     report.notes.push(format!("format: {}", ckpt.format.name()));
     if let Some(n) = &ckpt.nesting {
         report.notes.push(format!("state dict taken from nested dict `{n}`"));
@@ -195,9 +200,13 @@ pub fn checkpoint_report(ckpt: &Checkpoint, cfg: &VocoderConfig) -> Result<Check
 
 /// Checks every model tensor is floating point and finite, and moves them to `device`.
 fn checked_weights(ckpt: &Checkpoint, cfg: &VocoderConfig, device: &Device) -> Result<Weights, VocoderError> {
-    let expected = expected_params(cfg)?;
+    weights_for(ckpt, &expected_params(cfg)?, device)
+}
+
+/// The store of exactly the `expected` tensors (checked floating point and finite) on `device`.
+pub(crate) fn weights_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Weights, VocoderError> {
     let mut tensors = BTreeMap::new();
-    for (key, shape) in &expected {
+    for (key, shape) in expected {
         let t = &ckpt.tensors[key];
         let Some(values) = &t.values else {
             return Err(VocoderError::BadTensor {

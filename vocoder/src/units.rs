@@ -1,0 +1,574 @@
+//! StreamSpeech's unit vocoders on the HiFi-GAN generator core:
+//! - **CodeHiFiGAN** (fairseq / speech-resynthesis `CodeGenerator`): unit embedding `dict`,
+//!   optional duration predictor `dur_predictor` (fairseq `VariancePredictor`), optional
+//!   multi-speaker embedding `spkr`, then the generator (`conv_pre`, `ups`, `resblocks`,
+//!   `conv_post`). 16 kHz, `code_hop_size` samples per unit.
+//! - **UnitHiFiGAN+FiLM** (the thesis's later Modified vocoder): no duration predictor;
+//!   `cond_proj` on concatenated L2-normalised speaker and emotion vectors, and per stage
+//!   `film_layers.{i}.net` (Linear, or Linear→ReLU→Dropout→Linear) giving gamma, beta applied as
+//!   `gamma · x + beta` right after each upsampling layer; no conditioning → identity.
+//! Loading is strict, through the same `CheckpointReport` as the mel vocoders.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear};
+use serde::{Deserialize, Serialize};
+
+use crate::arch::expected_params;
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::VocoderConfig;
+use crate::error::VocoderError;
+use crate::hifigan::HifiGan;
+use crate::model::{checkpoint_report_for, weights_for};
+use crate::report::CheckpointReport;
+
+fn default_lrelu_slope() -> f64 {
+    0.1
+}
+fn default_final_lrelu_slope() -> f64 {
+    0.01
+}
+fn default_num_speakers() -> usize {
+    200
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DurPredictorParams {
+    pub encoder_embed_dim: usize,
+    pub var_pred_hidden_dim: usize,
+    pub var_pred_kernel_size: usize,
+    #[serde(default)]
+    pub var_pred_dropout: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilmParams {
+    pub speaker_dim: usize,
+    pub emotion_dim: usize,
+    pub proj_dim: usize,
+    /// Hidden width of the MLP variant (`net.0` → ReLU → Dropout → `net.3`); None: one Linear.
+    #[serde(default)]
+    pub mlp_hidden: Option<usize>,
+}
+
+/// fairseq's unit-vocoder `config.json` fields (training fields are ignored), plus `film`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitVocoderConfig {
+    pub resblock: String,
+    pub upsample_rates: Vec<usize>,
+    pub upsample_kernel_sizes: Vec<usize>,
+    pub upsample_initial_channel: usize,
+    pub resblock_kernel_sizes: Vec<usize>,
+    pub resblock_dilation_sizes: Vec<Vec<usize>>,
+    #[serde(default = "default_lrelu_slope")]
+    pub lrelu_slope: f64,
+    #[serde(default = "default_final_lrelu_slope")]
+    pub final_lrelu_slope: f64,
+    pub num_embeddings: usize,
+    pub embedding_dim: usize,
+    /// The generator's input channels (fairseq: 80 when absent).
+    #[serde(default)]
+    pub model_in_dim: Option<usize>,
+    #[serde(default)]
+    pub multispkr: bool,
+    #[serde(default = "default_num_speakers")]
+    pub num_speakers: usize,
+    #[serde(default)]
+    pub dur_predictor_params: Option<DurPredictorParams>,
+    #[serde(default)]
+    pub film: Option<FilmParams>,
+    pub sampling_rate: u32,
+    pub code_hop_size: usize,
+}
+
+impl UnitVocoderConfig {
+    pub fn from_json(text: &str) -> Result<Self, VocoderError> {
+        let c: UnitVocoderConfig = serde_json::from_str(text).map_err(|e| VocoderError::Config(format!("unit vocoder config JSON: {e}")))?;
+        c.generator_config()?;
+        let in_dim = c.in_dim();
+        let feeds = c.embedding_dim * if c.multispkr { 2 } else { 1 };
+        if feeds != in_dim {
+            return Err(VocoderError::Config(format!(
+                "model_in_dim {in_dim} does not match the features fed to the generator ({} embedding{})",
+                feeds,
+                if c.multispkr { " + speaker embedding" } else { "" }
+            )));
+        }
+        if let Some(d) = &c.dur_predictor_params
+            && d.encoder_embed_dim != c.embedding_dim
+        {
+            return Err(VocoderError::Config(format!(
+                "dur_predictor_params.encoder_embed_dim {} != embedding_dim {}",
+                d.encoder_embed_dim, c.embedding_dim
+            )));
+        }
+        Ok(c)
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.model_in_dim.unwrap_or(80)
+    }
+
+    pub fn family_name(&self) -> &'static str {
+        if self.film.is_some() { "unit-hifigan-film" } else { "codehifigan" }
+    }
+
+    /// The HiFi-GAN generator part as a [`VocoderConfig`] (its "mel" is the unit features and
+    /// its hop `code_hop_size`, which the upsampling rates must multiply to).
+    pub fn generator_config(&self) -> Result<VocoderConfig, VocoderError> {
+        let c = VocoderConfig {
+            resblock: self.resblock.clone(),
+            upsample_rates: self.upsample_rates.clone(),
+            upsample_kernel_sizes: self.upsample_kernel_sizes.clone(),
+            upsample_initial_channel: self.upsample_initial_channel,
+            resblock_kernel_sizes: self.resblock_kernel_sizes.clone(),
+            resblock_dilation_sizes: self.resblock_dilation_sizes.clone(),
+            grc_kernel_sizes: vec![],
+            lrelu_slope: self.lrelu_slope,
+            final_lrelu_slope: self.final_lrelu_slope,
+            grc_final_lrelu_slope: None,
+            sampling_rate: self.sampling_rate,
+            n_fft: self.code_hop_size * 4,
+            hop_size: self.code_hop_size,
+            win_size: self.code_hop_size * 4,
+            num_mels: self.in_dim(),
+            fmin: 0.0,
+            fmax: None,
+        };
+        if c.resblock == "grc" {
+            return Err(VocoderError::Config("unit vocoders use HiFi-GAN resblocks (\"1\" or \"2\")".into()));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Every parameter the unit vocoder built from `cfg` has.
+pub fn expected_unit_params(cfg: &UnitVocoderConfig) -> Result<BTreeMap<String, Vec<usize>>, VocoderError> {
+    let mut p = expected_params(&cfg.generator_config()?)?;
+    p.insert("dict.weight".into(), vec![cfg.num_embeddings, cfg.embedding_dim]);
+    if cfg.multispkr {
+        p.insert("spkr.weight".into(), vec![cfg.num_speakers, cfg.embedding_dim]);
+    }
+    if let Some(d) = &cfg.dur_predictor_params {
+        let (e, h, k) = (d.encoder_embed_dim, d.var_pred_hidden_dim, d.var_pred_kernel_size);
+        p.insert("dur_predictor.conv1.0.weight".into(), vec![h, e, k]);
+        p.insert("dur_predictor.conv1.0.bias".into(), vec![h]);
+        p.insert("dur_predictor.conv2.0.weight".into(), vec![h, h, k]);
+        p.insert("dur_predictor.conv2.0.bias".into(), vec![h]);
+        for ln in ["ln1", "ln2"] {
+            p.insert(format!("dur_predictor.{ln}.weight"), vec![h]);
+            p.insert(format!("dur_predictor.{ln}.bias"), vec![h]);
+        }
+        p.insert("dur_predictor.proj.weight".into(), vec![1, h]);
+        p.insert("dur_predictor.proj.bias".into(), vec![1]);
+    }
+    if let Some(f) = &cfg.film {
+        p.insert("cond_proj.weight".into(), vec![f.proj_dim, f.speaker_dim + f.emotion_dim]);
+        p.insert("cond_proj.bias".into(), vec![f.proj_dim]);
+        for i in 0..cfg.upsample_rates.len() {
+            let c2 = 2 * (cfg.upsample_initial_channel >> (i + 1));
+            match f.mlp_hidden {
+                None => {
+                    p.insert(format!("film_layers.{i}.net.weight"), vec![c2, f.proj_dim]);
+                    p.insert(format!("film_layers.{i}.net.bias"), vec![c2]);
+                }
+                Some(hdim) => {
+                    p.insert(format!("film_layers.{i}.net.0.weight"), vec![hdim, f.proj_dim]);
+                    p.insert(format!("film_layers.{i}.net.0.bias"), vec![hdim]);
+                    p.insert(format!("film_layers.{i}.net.3.weight"), vec![c2, hdim]);
+                    p.insert(format!("film_layers.{i}.net.3.bias"), vec![c2]);
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+struct DurPredictor {
+    conv1: Conv1d,
+    ln1: LayerNorm,
+    conv2: Conv1d,
+    ln2: LayerNorm,
+    proj: Linear,
+}
+
+impl DurPredictor {
+    /// Embeddings [1, E, T] → durations per unit: clamp(round(exp(log_dur) − 1), min 1), rounding
+    /// half to even as `torch.round` does.
+    fn durations(&self, x: &Tensor) -> candle_core::Result<Vec<u32>> {
+        let h = self.conv1.forward(x)?.relu()?.transpose(1, 2)?;
+        let h = self.ln1.forward(&h)?.transpose(1, 2)?;
+        let h = self.conv2.forward(&h)?.relu()?.transpose(1, 2)?;
+        let h = self.ln2.forward(&h)?;
+        let log_dur = self.proj.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(log_dur.iter().map(|l| ((l.exp() - 1.0).round_ties_even()).max(1.0) as u32).collect())
+    }
+}
+
+struct Film {
+    cond_proj: Linear,
+    /// Per stage: one Linear, or (Linear, Linear) around a ReLU (dropout is identity at inference).
+    nets: Vec<(Linear, Option<Linear>)>,
+}
+
+/// A unit vocoder ready to run: unit ids in, audio out.
+pub struct UnitVocoder {
+    config: UnitVocoderConfig,
+    generator: HifiGan,
+    dict: Tensor,
+    spkr: Option<Tensor>,
+    dur: Option<DurPredictor>,
+    film: Option<Film>,
+    device: Device,
+    param_count: usize,
+}
+
+/// Speaker and emotion vectors for FiLM (L2-normalised inside).
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    pub speaker: Vec<f32>,
+    pub emotion: Vec<f32>,
+}
+
+impl Conditioning {
+    /// Reads `speaker` and `emotion` tensors from a safetensors file.
+    pub fn load(path: &Path) -> Result<Self, VocoderError> {
+        let c = checkpoint::load(path)?;
+        let get = |k: &str| {
+            c.tensors.get(k).and_then(|t| t.values.clone()).ok_or_else(|| VocoderError::format(path, format!("no float tensor `{k}` (need `speaker` and `emotion`)")))
+        };
+        Ok(Self { speaker: get("speaker")?, emotion: get("emotion")? })
+    }
+}
+
+/// What synthesis produced.
+pub struct UnitOutput {
+    pub audio: Vec<f32>,
+    /// Frames per unit when the duration predictor ran.
+    pub durations: Option<Vec<u32>>,
+    /// The unit ids actually used (negative ids removed).
+    pub units: Vec<u32>,
+}
+
+fn linear(w: &crate::weights::Weights, name: &str, out: usize, inp: usize) -> Result<Linear, VocoderError> {
+    Ok(Linear::new(w.get(&format!("{name}.weight"), &[out, inp])?, Some(w.get(&format!("{name}.bias"), &[out])?)))
+}
+
+impl UnitVocoder {
+    pub fn config(&self) -> &UnitVocoderConfig {
+        &self.config
+    }
+    pub fn param_count(&self) -> usize {
+        self.param_count
+    }
+    pub fn has_duration_predictor(&self) -> bool {
+        self.dur.is_some()
+    }
+
+    fn new(cfg: UnitVocoderConfig, ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Self, VocoderError> {
+        let w = weights_for(ckpt, expected, device)?;
+        let generator = HifiGan::new(&cfg.generator_config()?, &w)?;
+        let dict = w.get("dict.weight", &[cfg.num_embeddings, cfg.embedding_dim])?;
+        let spkr = if cfg.multispkr { Some(w.get("spkr.weight", &[cfg.num_speakers, cfg.embedding_dim])?) } else { None };
+        let dur = match &cfg.dur_predictor_params {
+            None => None,
+            Some(d) => {
+                let (e, h, k) = (d.encoder_embed_dim, d.var_pred_hidden_dim, d.var_pred_kernel_size);
+                let conv = |name: &str, cin: usize, pad: usize| -> Result<Conv1d, VocoderError> {
+                    Ok(Conv1d::new(
+                        w.get(&format!("dur_predictor.{name}.0.weight"), &[h, cin, k])?,
+                        Some(w.get(&format!("dur_predictor.{name}.0.bias"), &[h])?),
+                        Conv1dConfig { padding: pad, stride: 1, dilation: 1, groups: 1, cudnn_fwd_algo: None },
+                    ))
+                };
+                let ln = |name: &str| -> Result<LayerNorm, VocoderError> {
+                    Ok(LayerNorm::new(w.get(&format!("dur_predictor.{name}.weight"), &[h])?, w.get(&format!("dur_predictor.{name}.bias"), &[h])?, 1e-5))
+                };
+                // fairseq's VariancePredictor pads conv1 by (k−1)/2 and conv2 by 1.
+                Some(DurPredictor { conv1: conv("conv1", e, (k - 1) / 2)?, ln1: ln("ln1")?, conv2: conv("conv2", h, 1)?, ln2: ln("ln2")?, proj: linear(&w, "dur_predictor.proj", 1, h)? })
+            }
+        };
+        let film = match &cfg.film {
+            None => None,
+            Some(f) => {
+                let cond_proj = linear(&w, "cond_proj", f.proj_dim, f.speaker_dim + f.emotion_dim)?;
+                let nets = (0..cfg.upsample_rates.len())
+                    .map(|i| {
+                        let c2 = 2 * (cfg.upsample_initial_channel >> (i + 1));
+                        Ok(match f.mlp_hidden {
+                            None => (linear(&w, &format!("film_layers.{i}.net"), c2, f.proj_dim)?, None),
+                            Some(hd) => (
+                                linear(&w, &format!("film_layers.{i}.net.0"), hd, f.proj_dim)?,
+                                Some(linear(&w, &format!("film_layers.{i}.net.3"), c2, hd)?),
+                            ),
+                        })
+                    })
+                    .collect::<Result<_, VocoderError>>()?;
+                Some(Film { cond_proj, nets })
+            }
+        };
+        let param_count = expected.values().map(|s| s.iter().product::<usize>()).sum();
+        Ok(Self { config: cfg, generator, dict, spkr, dur, film, device: device.clone(), param_count })
+    }
+
+    /// Per-stage (gamma, beta) [1, C, 1] from the conditioning vectors.
+    fn film_params(&self, cond: &Conditioning) -> Result<Vec<(Tensor, Tensor)>, VocoderError> {
+        let (film, f) = match (&self.film, &self.config.film) {
+            (Some(film), Some(f)) => (film, f),
+            _ => return Err(VocoderError::Config("this unit vocoder has no FiLM layers; conditioning is not used".into())),
+        };
+        if cond.speaker.len() != f.speaker_dim || cond.emotion.len() != f.emotion_dim {
+            return Err(VocoderError::Config(format!(
+                "conditioning has speaker {} / emotion {} values; the model takes {} / {}",
+                cond.speaker.len(),
+                cond.emotion.len(),
+                f.speaker_dim,
+                f.emotion_dim
+            )));
+        }
+        let norm = |v: &[f32]| -> Vec<f32> {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter().map(|x| x / n).collect()
+        };
+        let mut c = norm(&cond.speaker);
+        c.extend(norm(&cond.emotion));
+        let c = Tensor::from_vec(c, (1, f.speaker_dim + f.emotion_dim), &self.device)?;
+        let h = film.cond_proj.forward(&c)?;
+        let mut out = Vec::new();
+        for (a, b) in &film.nets {
+            let g = match b {
+                None => a.forward(&h)?,
+                Some(b) => b.forward(&a.forward(&h)?.relu()?)?,
+            };
+            let ch = g.dim(1)? / 2;
+            out.push((g.narrow(1, 0, ch)?.unsqueeze(2)?, g.narrow(1, ch, ch)?.unsqueeze(2)?));
+        }
+        Ok(out)
+    }
+
+    /// The generator's input features for `units` (ids already filtered): embeddings, repeated
+    /// by predicted durations, with the speaker embedding appended.
+    fn features(&self, units: &[u32], speaker: Option<u32>, dur_prediction: bool) -> Result<(Tensor, Option<Vec<u32>>), VocoderError> {
+        let ids = Tensor::from_vec(units.to_vec(), units.len(), &self.device)?;
+        let mut x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?; // [1, E, T]
+        let mut durations = None;
+        if dur_prediction {
+            let dp = self.dur.as_ref().ok_or_else(|| VocoderError::Config("this unit vocoder has no duration predictor (--dur-prediction)".into()))?;
+            let d = dp.durations(&x)?;
+            let idx: Vec<u32> = d.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
+            let idx = Tensor::from_vec(idx.clone(), idx.len(), &self.device)?;
+            x = x.index_select(&idx, 2)?;
+            durations = Some(d);
+        }
+        if let Some(table) = &self.spkr {
+            let s = speaker.unwrap_or(0) as usize;
+            if s >= self.config.num_speakers {
+                return Err(VocoderError::Config(format!("speaker {s} out of range (the model has {})", self.config.num_speakers)));
+            }
+            let t = x.dim(2)?;
+            let e = table.i(s)?.reshape((1, self.config.embedding_dim, 1))?.repeat((1, 1, t))?;
+            x = Tensor::cat(&[&x, &e], 1)?;
+        }
+        Ok((x, durations))
+    }
+
+    /// Valid ids: negative ids are dropped (as the reference vocoder does); ids past the table
+    /// are an error.
+    pub fn clean_units(&self, units: &[i64]) -> Result<Vec<u32>, VocoderError> {
+        let mut out = Vec::with_capacity(units.len());
+        for &u in units {
+            if u < 0 {
+                continue;
+            }
+            if u as usize >= self.config.num_embeddings {
+                return Err(VocoderError::Config(format!("unit id {u} out of range (the model has {} units)", self.config.num_embeddings)));
+            }
+            out.push(u as u32);
+        }
+        Ok(out)
+    }
+
+    /// Whole-sequence synthesis.
+    pub fn synthesize(&self, units: &[i64], speaker: Option<u32>, dur_prediction: bool, cond: Option<&Conditioning>) -> Result<UnitOutput, VocoderError> {
+        let units = self.clean_units(units)?;
+        if units.is_empty() {
+            return Ok(UnitOutput { audio: Vec::new(), durations: None, units });
+        }
+        let (x, durations) = self.features(&units, speaker, dur_prediction)?;
+        let film = cond.map(|c| self.film_params(c)).transpose()?;
+        let hook = film.as_ref().map(|p| {
+            move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
+        });
+        let y = self.generator.forward_with(&x, hook.as_ref().map(|h| h as &crate::hifigan::StageHook<'_>))?;
+        Ok(UnitOutput { audio: y.flatten_all()?.to_vec1::<f32>()?, durations, units })
+    }
+
+    /// Streaming synthesis: a fresh state. Units go in chunk by chunk ([`UnitStream::push`]);
+    /// the output equals [`synthesize`](Self::synthesize) over all units.
+    pub fn stream(&self, speaker: Option<u32>, dur_prediction: bool, cond: Option<&Conditioning>) -> Result<UnitStream, VocoderError> {
+        if dur_prediction && self.dur.is_none() {
+            return Err(VocoderError::Config("this unit vocoder has no duration predictor".into()));
+        }
+        let like = Tensor::zeros(1, DType::F32, &self.device)?;
+        Ok(UnitStream {
+            state: self.generator.stream(&like)?,
+            film: cond.map(|c| self.film_params(c)).transpose()?,
+            speaker,
+            dur_prediction,
+            pending: Vec::new(),
+            done: 0,
+        })
+    }
+
+    /// Units of lookahead the stream needs before it can emit a unit's features: the duration
+    /// predictor's right reach (two convs), or 0 without duration prediction. The generator's own
+    /// lookahead is in samples: [`stream_lag`](Self::stream_lag).
+    pub fn lookahead_units(&self, dur_prediction: bool) -> usize {
+        match (&self.config.dur_predictor_params, dur_prediction) {
+            (Some(d), true) => (d.var_pred_kernel_size - 1) / 2 + 1,
+            _ => 0,
+        }
+    }
+
+    /// Output samples the generator still owes for the features it has received.
+    pub fn stream_lag(&self) -> usize {
+        self.generator.stream_lag()
+    }
+
+    /// Feeds unit ids (negative ids dropped) and appends the audio that became computable.
+    /// `end`: no more units follow (the duration predictor's right edge is then zero padding).
+    pub fn stream_push(&self, st: &mut UnitStream, units: &[i64], end: bool, out: &mut Vec<f32>) -> Result<(), VocoderError> {
+        st.pending.extend(self.clean_units(units)?);
+        let la = self.lookahead_units(st.dur_prediction);
+        // Units [done, ready) have their durations fixed by now.
+        let ready = if end { st.pending.len() } else { st.pending.len().saturating_sub(la) };
+        if ready <= st.done {
+            return Ok(());
+        }
+        let x = if st.dur_prediction {
+            // The predictor over the known units with enough context on both sides; only the
+            // durations of units [done, ready) are used.
+            let from = st.done.saturating_sub(la);
+            let window = &st.pending[from..];
+            let (_, d) = self.features(window, st.speaker, true)?;
+            let d = d.expect("durations");
+            let mine: Vec<u32> = d[st.done - from..ready - from].to_vec();
+            let ids = Tensor::from_vec(st.pending[st.done..ready].to_vec(), ready - st.done, &self.device)?;
+            let x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?;
+            let idx: Vec<u32> = mine.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
+            let x = x.index_select(&Tensor::from_vec(idx.clone(), idx.len(), &self.device)?, 2)?;
+            self.with_speaker(x, st.speaker)?
+        } else {
+            self.features(&st.pending[st.done..ready], st.speaker, false)?.0
+        };
+        let hook = st.film.as_ref().map(|p| {
+            move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
+        });
+        if let Some(y) = self.generator.stream_step_with(&mut st.state, &x, hook.as_ref().map(|h| h as &crate::hifigan::StageHook<'_>))? {
+            out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+        }
+        st.done = ready;
+        // Keep only the context the predictor still needs.
+        let keep_from = st.done.saturating_sub(la);
+        if keep_from > 0 {
+            st.pending.drain(..keep_from);
+            st.done -= keep_from;
+        }
+        Ok(())
+    }
+
+    fn with_speaker(&self, x: Tensor, speaker: Option<u32>) -> Result<Tensor, VocoderError> {
+        let Some(table) = &self.spkr else { return Ok(x) };
+        let s = speaker.unwrap_or(0) as usize;
+        if s >= self.config.num_speakers {
+            return Err(VocoderError::Config(format!("speaker {s} out of range (the model has {})", self.config.num_speakers)));
+        }
+        let t = x.dim(2)?;
+        let e = table.i(s)?.reshape((1, self.config.embedding_dim, 1))?.repeat((1, 1, t))?;
+        Ok(Tensor::cat(&[&x, &e], 1)?)
+    }
+}
+
+/// Explicit streaming state of a [`UnitVocoder`].
+pub struct UnitStream {
+    state: crate::hifigan::HifiGanStream,
+    film: Option<Vec<(Tensor, Tensor)>>,
+    speaker: Option<u32>,
+    dur_prediction: bool,
+    /// Unit ids kept for the duration predictor's context; `pending[done..]` not yet emitted.
+    pending: Vec<u32>,
+    done: usize,
+}
+
+pub struct LoadedUnitVocoder {
+    pub vocoder: UnitVocoder,
+    pub report: CheckpointReport,
+    pub checkpoint: Checkpoint,
+    pub config_path: Option<PathBuf>,
+}
+
+/// The unit config: `explicit`, else the checkpoint's embedded config, else `config.json`
+/// beside it.
+pub fn resolve_unit_config(ckpt: &Checkpoint, explicit: Option<&Path>) -> Result<(UnitVocoderConfig, Option<PathBuf>), VocoderError> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| VocoderError::Io { path: p.into(), source: e });
+    if let Some(p) = explicit {
+        return Ok((UnitVocoderConfig::from_json(&read(p)?)?, Some(p.into())));
+    }
+    if let Some(text) = &ckpt.embedded_config {
+        return Ok((UnitVocoderConfig::from_json(text)?, None));
+    }
+    let sidecar = ckpt.path.with_file_name("config.json");
+    if sidecar.is_file() {
+        return Ok((UnitVocoderConfig::from_json(&read(&sidecar)?)?, Some(sidecar)));
+    }
+    Err(VocoderError::Config(format!("{} has no config: give one with --config or put config.json beside it", ckpt.path.display())))
+}
+
+/// Is this config text a unit vocoder's (it names `num_embeddings`)?
+pub fn is_unit_config(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).ok().is_some_and(|v| v.get("num_embeddings").is_some())
+}
+
+/// Loads a unit vocoder strictly (the same report as the mel vocoders).
+pub fn load_unit_vocoder(path: &Path, config: Option<&Path>, device: &Device) -> Result<LoadedUnitVocoder, VocoderError> {
+    let ckpt = checkpoint::load(path)?;
+    let (cfg, config_path) = resolve_unit_config(&ckpt, config)?;
+    let expected = expected_unit_params(&cfg)?;
+    let report = checkpoint_report_for(&ckpt, &expected)?;
+    if !report.is_clean() {
+        return Err(VocoderError::Mismatch(Box::new(report)));
+    }
+    let vocoder = UnitVocoder::new(cfg, &ckpt, &expected, device)?;
+    Ok(LoadedUnitVocoder { vocoder, report, checkpoint: ckpt, config_path })
+}
+
+/// Noise check for unit-vocoder output (there is no input mel to compare with): the output's
+/// own mel must not be white-noise-like. Returns the reasons it fails, empty when it passes.
+pub fn output_health(audio: &[f32], sampling_rate: u32) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if audio.iter().any(|x| !x.is_finite()) {
+        reasons.push("output contains NaN or Inf samples".into());
+        return reasons;
+    }
+    let rms = (audio.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / audio.len().max(1) as f64).sqrt();
+    if rms < crate::health::MIN_RMS {
+        reasons.push(format!("output is (near) silent: rms {rms:.2e}"));
+        return reasons;
+    }
+    let cfg = VocoderConfig::from_json(&format!(
+        r#"{{"resblock":"1","upsample_rates":[4,4,4,4,2,2],"upsample_kernel_sizes":[8,8,8,8,4,4],"upsample_initial_channel":64,
+        "resblock_kernel_sizes":[3],"resblock_dilation_sizes":[[1]],"num_mels":80,"n_fft":1024,"hop_size":1024,"win_size":1024,
+        "sampling_rate":{sampling_rate},"fmin":0,"fmax":null}}"#
+    ))
+    .expect("built-in analysis config");
+    let front = crate::mel::MelFrontEnd::new(&cfg);
+    let (mel, frames) = front.mel(audio);
+    let v = crate::health::judge(&front, &mel, frames, audio);
+    if v.metrics.spectral_flatness > crate::health::MAX_SPECTRAL_FLATNESS {
+        reasons.push(format!("white-noise-like spectrum: spectral flatness {:.2} > {}", v.metrics.spectral_flatness, crate::health::MAX_SPECTRAL_FLATNESS));
+    }
+    reasons
+}
