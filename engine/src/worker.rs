@@ -33,12 +33,14 @@ pub(crate) fn spawn(
             let max_behind = setup.host_rate as u64; // one second
             // Warm-up on this thread: the first call into the tensor library pays one-off costs
             // (thread-local buffers, kernel selection) that would make the first chunk late.
-            // Enough chunks that every layer of a throwaway stream has produced output once.
+            // A few single frames through a throwaway stream: the tensor library's and the
+            // kernels' one-off costs (kernel selection, thread-local scratch, thread pools) are
+            // paid here, not by the first real-time chunk. Kept to a few frames of compute
+            // whatever the chunk size, so (re-)activation stays quick (≈ 20 ms for V1).
             for v in setup.slots.iter().flatten() {
-                let chunk = crate::chunk_frames(v, setup.chunk_ms);
-                let steps = v.stream_lag().div_ceil(v.config().hop_size * chunk) + 2;
+                let steps = 3;
                 if let (Ok(mut st), Ok(mel)) =
-                    (v.stream(), candle_core::Tensor::zeros((1, v.config().num_mels, chunk), candle_core::DType::F32, v.device()))
+                    (v.stream(), candle_core::Tensor::zeros((1, v.config().num_mels, 1), candle_core::DType::F32, v.device()))
                 {
                     let mut sink = Vec::new();
                     for _ in 0..steps {
