@@ -363,15 +363,7 @@ impl UnitVocoder {
             x = x.index_select(&idx, 2)?;
             durations = Some(d);
         }
-        if let Some(table) = &self.spkr {
-            let s = speaker.unwrap_or(0) as usize;
-            if s >= self.config.num_speakers {
-                return Err(VocoderError::Config(format!("speaker {s} out of range (the model has {})", self.config.num_speakers)));
-            }
-            let t = x.dim(2)?;
-            let e = table.i(s)?.reshape((1, self.config.embedding_dim, 1))?.repeat((1, 1, t))?;
-            x = Tensor::cat(&[&x, &e], 1)?;
-        }
+        let x = self.with_speaker(x, speaker)?;
         Ok((x, durations))
     }
 
