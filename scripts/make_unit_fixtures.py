@@ -16,7 +16,8 @@ Writes vocoder/tests/fixtures/units/:
                `film_layers.{i}.net` Linear(P → 2·C_i) giving gamma, beta applied after each
                upsampling layer; ckpt.pth holds {"ema_generator": ..., "generator": <different
                weights>} (ema preferred). io.safetensors: units, cond (speaker, emotion), audio
-               with and without conditioning.
+               with and without conditioning; cond.safetensors / cond.npy (float64, speaker then
+               emotion): the same conditioning vectors as a user would supply them.
   film_mlp_tiny/  the MLP FiLM variant (net.0 Linear → ReLU → Dropout → net.3 Linear).
 The generator follows fairseq's hifigan.py (jik876/hifi-gan, MIT); CodeGenerator and
 VariancePredictor follow facebookresearch/speech-resynthesis (MIT).
@@ -25,6 +26,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -208,6 +210,7 @@ def film_tiny(name, mlp):
     save_file({"units": code.to(torch.float32), "speaker": spk.contiguous(), "emotion": emo.contiguous(),
                "audio": plain.contiguous(), "audio_cond": cond.contiguous()}, os.path.join(d, "io.safetensors"))
     save_file({"speaker": spk[0].contiguous(), "emotion": emo[0].contiguous()}, os.path.join(d, "cond.safetensors"))
+    np.save(os.path.join(d, "cond.npy"), torch.cat([spk[0], emo[0]]).double().numpy())
     print(name, tuple(plain.shape), float((cond - plain).abs().max()))
 
 

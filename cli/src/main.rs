@@ -98,7 +98,8 @@ struct UnitsArgs {
     /// Config JSON (default: embedded in a safetensors file, else config.json beside it).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// FiLM conditioning: a safetensors file with `speaker` and `emotion` vectors.
+    /// FiLM conditioning: a safetensors file with `speaker` and `emotion` vectors, or a .npy
+    /// array of speaker then emotion values.
     #[arg(long)]
     cond: Option<PathBuf>,
     /// Speaker id for multi-speaker CodeHiFiGAN (default 0).
@@ -309,7 +310,8 @@ fn units_cmd(a: &UnitsArgs) -> Result<(), String> {
     let loaded = vocoder::units::load_unit_vocoder(&a.model, a.config.as_deref(), &candle_core::Device::Cpu)
         .map_err(|e| format!("unit vocoder {}: {e}", a.model.display()))?;
     let v = &loaded.vocoder;
-    let cond = a.cond.as_deref().map(vocoder::units::Conditioning::load).transpose().map_err(|e| e.to_string())?;
+    let dims = v.config().film.as_ref().map_or((0, 0), |f| (f.speaker_dim, f.emotion_dim));
+    let cond = a.cond.as_deref().map(|p| vocoder::units::Conditioning::load(p, dims.0, dims.1)).transpose().map_err(|e| e.to_string())?;
     let out = v.synthesize(&units, a.speaker, a.dur_prediction, cond.as_ref()).map_err(|e| e.to_string())?;
     if out.audio.is_empty() {
         return Err(format!("{}: no valid unit ids", a.units.display()));

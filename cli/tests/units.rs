@@ -76,6 +76,13 @@ fn units_writes_audio_and_refuses_noise_without_the_flag() {
     let out2 = d.join("film.wav");
     let o = run(&["units", ids.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--model", film.to_str().unwrap(), "--cond", cond.to_str().unwrap(), "--no-health-check"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out3 = d.join("film_npy.wav");
+    let npy = units_fixture("film_tiny", "cond.npy");
+    let o = run(&["units", ids.to_str().unwrap(), "-o", out3.to_str().unwrap(), "--model", film.to_str().unwrap(), "--cond", npy.to_str().unwrap(), "--no-health-check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let samples = |p: &Path| hound::WavReader::open(p).unwrap().samples::<f32>().map(Result::unwrap).collect::<Vec<f32>>();
+    let (a, b) = (samples(&out2), samples(&out3));
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5), ".npy and safetensors conditioning give the same audio");
     let o = run(&["units", ids.to_str().unwrap(), "-o", d.join("x.wav").to_str().unwrap(), "--model", model.to_str().unwrap(), "--cond", cond.to_str().unwrap(), "--no-health-check"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no FiLM layers"), "{}", text(&o));

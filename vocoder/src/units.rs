@@ -234,8 +234,27 @@ pub struct Conditioning {
 }
 
 impl Conditioning {
-    /// Reads `speaker` and `emotion` tensors from a safetensors file.
-    pub fn load(path: &Path) -> Result<Self, VocoderError> {
+    /// Reads the vectors: a safetensors file with `speaker` and `emotion` tensors, or a `.npy`
+    /// array (float32 or float64) holding `speaker_dim + emotion_dim` values, speaker first (the
+    /// concatenation the model takes; each part is normalised separately).
+    pub fn load(path: &Path, speaker_dim: usize, emotion_dim: usize) -> Result<Self, VocoderError> {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            let bytes = std::fs::read(path).map_err(|e| VocoderError::Io { path: path.into(), source: e })?;
+            let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| VocoderError::format(path, format!("not a .npy array: {e}")))?;
+            let values: Vec<f32> = match npy.dtype() {
+                npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
+                    npy.into_vec::<f64>().map_err(|e| VocoderError::format(path, e.to_string()))?.into_iter().map(|v| v as f32).collect()
+                }
+                _ => npy.into_vec::<f32>().map_err(|e| VocoderError::format(path, format!("{e} (need float32 or float64)")))?,
+            };
+            if values.len() != speaker_dim + emotion_dim {
+                return Err(VocoderError::format(
+                    path,
+                    format!("{} values; the model takes speaker {speaker_dim} + emotion {emotion_dim} = {}", values.len(), speaker_dim + emotion_dim),
+                ));
+            }
+            return Ok(Self { speaker: values[..speaker_dim].to_vec(), emotion: values[speaker_dim..].to_vec() });
+        }
         let c = checkpoint::load(path)?;
         let get = |k: &str| {
             c.tensors.get(k).and_then(|t| t.values.clone()).ok_or_else(|| VocoderError::format(path, format!("no float tensor `{k}` (need `speaker` and `emotion`)")))

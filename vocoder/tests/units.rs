@@ -56,7 +56,7 @@ fn film_matches_pytorch_with_and_without_conditioning_both_variants() {
         let plain = v.synthesize(&units, None, false, None).unwrap();
         let err = max_abs_diff(&plain.audio, &want);
         assert!(err <= TOL, "{model} without conditioning vs PyTorch: max abs {err} (ema_generator must be the one loaded)");
-        let cond = Conditioning::load(&fixtures().join("units").join(model).join("cond.safetensors")).unwrap();
+        let cond = Conditioning::load(&fixtures().join("units").join(model).join("cond.safetensors"), 192, 768).unwrap();
         let (_, want) = common::tensor(&io(model), "audio_cond");
         let out = v.synthesize(&units, None, false, Some(&cond)).unwrap();
         let err = max_abs_diff(&out.audio, &want);
@@ -90,7 +90,12 @@ fn streaming_units_equals_whole_sequence() {
     assert_eq!(v.lookahead_units(false), 0);
     // FiLM, streamed.
     let f = load("film_tiny", "ckpt.pth");
-    let cond = Conditioning::load(&fixtures().join("units/film_tiny/cond.safetensors")).unwrap();
+    let cond = Conditioning::load(&fixtures().join("units/film_tiny/cond.safetensors"), 192, 768).unwrap();
+    // The same vectors from a .npy file (speaker then emotion, float64) give the same output.
+    let npy = Conditioning::load(&fixtures().join("units/film_tiny/cond.npy"), 192, 768).unwrap();
+    assert_eq!(npy.speaker.len(), 192);
+    assert!(npy.speaker.iter().zip(&cond.speaker).all(|(a, b)| (a - b).abs() < 1e-6));
+    assert!(npy.emotion.iter().zip(&cond.emotion).all(|(a, b)| (a - b).abs() < 1e-6));
     let units: Vec<i64> = ints(&io("film_tiny"), "units").repeat(8);
     let whole = f.synthesize(&units, None, false, Some(&cond)).unwrap().audio;
     let mut st = f.stream(None, false, Some(&cond)).unwrap();
