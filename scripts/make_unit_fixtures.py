@@ -11,6 +11,8 @@ Writes vocoder/tests/fixtures/units/:
                names), g_tiny.pth (zip, {"generator": state dict with weight_g/weight_v}),
                io.safetensors (ids and durations stored as exact float32): units (with negative ids, removed as the reference does),
                durations, audio with and without duration prediction (speaker 3).
+  code_xvec_tiny/  CodeHiFiGAN whose speaker input is a vector: `spkr` = Linear(embedder_dim → E)
+               (fairseq's `embedder_params` form); speaker.safetensors holds the vector.
   film_tiny/   the thesis UnitHiFiGAN+FiLM: no duration predictor; `cond_proj` Linear(960→P) on
                concatenated L2-normalised speaker (192) and emotion (768) vectors; per stage
                `film_layers.{i}.net` Linear(P → 2·C_i) giving gamma, beta applied after each
@@ -100,8 +102,11 @@ class CodeGenerator(UnitGenerator):
         super().__init__(h)
         self.dict = nn.Embedding(h["num_embeddings"], h["embedding_dim"])
         self.multispkr = h.get("multispkr", False)
-        if self.multispkr:
+        self.embedder = h.get("embedder_params", None)
+        if self.multispkr and not self.embedder:
             self.spkr = nn.Embedding(h.get("num_speakers", 200), h["embedding_dim"])
+        elif self.embedder:
+            self.spkr = nn.Linear(h.get("embedder_dim", 256), h["embedding_dim"])
         self.dur_predictor = VariancePredictor(**h["dur_predictor_params"]) if h.get("dur_predictor_params") else None
 
     def forward(self, code, spkr=None, dur_prediction=False):
@@ -111,8 +116,8 @@ class CodeGenerator(UnitGenerator):
             log_dur = self.dur_predictor(x.transpose(1, 2))
             dur = torch.clamp(torch.round(torch.exp(log_dur) - 1).long(), min=1)
             x = torch.repeat_interleave(x, dur.view(-1), dim=2)
-        if self.multispkr:
-            s = self.spkr(spkr.view(-1, 1)).transpose(1, 2)  # B x C x 1
+        if self.multispkr or self.embedder:
+            s = self.spkr(spkr.view(-1, 1) if not self.embedder else spkr.view(1, 1, -1)).transpose(1, 2)  # B x C x 1
             x = torch.cat([x, s.repeat(1, 1, x.shape[-1])], dim=1)
         return super().forward(x), dur
 
@@ -188,6 +193,27 @@ def code_tiny():
     print("code_tiny", tuple(plain.shape), tuple(with_dur.shape), dur.tolist())
 
 
+def code_xvec_tiny():
+    """CodeHiFiGAN whose speaker input is a vector (x-vector) through `spkr` = Linear."""
+    torch.manual_seed(14)
+    h = dict(BASE, model_in_dim=24, embedder_params={"pretrained": False}, embedder_dim=16)
+    m = CodeGenerator(h)
+    jitter_gains(m)
+    m.eval()
+    d = os.path.join(OUT, "code_xvec_tiny")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(h, f, indent=2)
+    torch.save({"generator": m.state_dict()}, os.path.join(d, "g_tiny.pth"))
+    code = torch.tensor([[5, 9, 9, 31, 2, 40, 40, 7]])
+    xvec = torch.randn(16)
+    with torch.no_grad():
+        audio, _ = m(code, spkr=xvec)
+    save_file({"units": code.to(torch.float32), "audio": audio.contiguous()}, os.path.join(d, "io.safetensors"))
+    save_file({"speaker": xvec.contiguous()}, os.path.join(d, "speaker.safetensors"))
+    print("code_xvec_tiny", tuple(audio.shape))
+
+
 def film_tiny(name, mlp):
     torch.manual_seed(12 if not mlp else 13)
     h = dict(BASE, model_in_dim=12, lrelu_slope=0.1, final_lrelu_slope=0.1,
@@ -216,5 +242,6 @@ def film_tiny(name, mlp):
 
 if __name__ == "__main__":
     code_tiny()
+    code_xvec_tiny()
     film_tiny("film_tiny", False)
     film_tiny("film_mlp_tiny", True)

@@ -99,7 +99,8 @@ struct UnitsArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// FiLM conditioning: a safetensors file with `speaker` and `emotion` vectors, or a .npy
-    /// array of speaker then emotion values.
+    /// array of speaker then emotion values; for a CodeHiFiGAN with a Linear speaker input, the
+    /// speaker vector (`speaker` tensor or .npy).
     #[arg(long)]
     cond: Option<PathBuf>,
     /// Speaker id for multi-speaker CodeHiFiGAN (default 0).
@@ -310,7 +311,12 @@ fn units_cmd(a: &UnitsArgs) -> Result<(), String> {
     let loaded = vocoder::units::load_unit_vocoder(&a.model, a.config.as_deref(), &candle_core::Device::Cpu)
         .map_err(|e| format!("unit vocoder {}: {e}", a.model.display()))?;
     let v = &loaded.vocoder;
-    let dims = v.config().film.as_ref().map_or((0, 0), |f| (f.speaker_dim, f.emotion_dim));
+    let c = v.config();
+    let dims = match &c.film {
+        Some(f) => (f.speaker_dim, f.emotion_dim),
+        None if c.speaker_is_vector() => (c.embedder_dim, 0),
+        None => (0, 0),
+    };
     let cond = a.cond.as_deref().map(|p| vocoder::units::Conditioning::load(p, dims.0, dims.1)).transpose().map_err(|e| e.to_string())?;
     let out = v.synthesize(&units, a.speaker, a.dur_prediction, cond.as_ref()).map_err(|e| e.to_string())?;
     if out.audio.is_empty() {

@@ -86,6 +86,14 @@ fn units_writes_audio_and_refuses_noise_without_the_flag() {
     let o = run(&["units", ids.to_str().unwrap(), "-o", d.join("x.wav").to_str().unwrap(), "--model", model.to_str().unwrap(), "--cond", cond.to_str().unwrap(), "--no-health-check"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no FiLM layers"), "{}", text(&o));
+    // A CodeHiFiGAN whose speaker input is a vector (Linear `spkr`) takes it with --cond.
+    let xvec = units_fixture("code_xvec_tiny", "g_tiny.pth");
+    let spk = units_fixture("code_xvec_tiny", "speaker.safetensors");
+    let o = run(&["units", ids.to_str().unwrap(), "-o", d.join("xv.wav").to_str().unwrap(), "--model", xvec.to_str().unwrap(), "--cond", spk.to_str().unwrap(), "--no-health-check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["units", ids.to_str().unwrap(), "-o", d.join("xv2.wav").to_str().unwrap(), "--model", xvec.to_str().unwrap(), "--no-health-check"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("speaker vector"), "{}", text(&o));
     // Bad ids.
     std::fs::write(&ids, "1 2 x 4").unwrap();
     let o = run(&["units", ids.to_str().unwrap(), "-o", d.join("y.wav").to_str().unwrap(), "--model", model.to_str().unwrap()]);

@@ -33,6 +33,9 @@ fn default_final_lrelu_slope() -> f64 {
 fn default_num_speakers() -> usize {
     200
 }
+fn default_embedder_dim() -> usize {
+    256
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DurPredictorParams {
@@ -75,6 +78,12 @@ pub struct UnitVocoderConfig {
     pub multispkr: bool,
     #[serde(default = "default_num_speakers")]
     pub num_speakers: usize,
+    /// Present (any value): the speaker input is a vector (e.g. an x-vector) through
+    /// `spkr` = Linear(`embedder_dim` → `embedding_dim`), as fairseq's `embedder_params` form.
+    #[serde(default)]
+    pub embedder_params: Option<serde_json::Value>,
+    #[serde(default = "default_embedder_dim")]
+    pub embedder_dim: usize,
     #[serde(default)]
     pub dur_predictor_params: Option<DurPredictorParams>,
     #[serde(default)]
@@ -88,12 +97,12 @@ impl UnitVocoderConfig {
         let c: UnitVocoderConfig = serde_json::from_str(text).map_err(|e| VocoderError::Config(format!("unit vocoder config JSON: {e}")))?;
         c.generator_config()?;
         let in_dim = c.in_dim();
-        let feeds = c.embedding_dim * if c.multispkr { 2 } else { 1 };
+        let feeds = c.embedding_dim * if c.has_speaker() { 2 } else { 1 };
         if feeds != in_dim {
             return Err(VocoderError::Config(format!(
                 "model_in_dim {in_dim} does not match the features fed to the generator ({} embedding{})",
                 feeds,
-                if c.multispkr { " + speaker embedding" } else { "" }
+                if c.has_speaker() { " + speaker embedding" } else { "" }
             )));
         }
         if let Some(d) = &c.dur_predictor_params
@@ -105,6 +114,16 @@ impl UnitVocoderConfig {
             )));
         }
         Ok(c)
+    }
+
+    /// Speaker features are appended (an id through an Embedding, or a vector through a Linear).
+    pub fn has_speaker(&self) -> bool {
+        self.multispkr || self.embedder_params.is_some()
+    }
+
+    /// The speaker input is a vector (Linear `spkr`), not an id.
+    pub fn speaker_is_vector(&self) -> bool {
+        self.embedder_params.is_some()
     }
 
     pub fn in_dim(&self) -> usize {
@@ -149,7 +168,10 @@ impl UnitVocoderConfig {
 pub fn expected_unit_params(cfg: &UnitVocoderConfig) -> Result<BTreeMap<String, Vec<usize>>, VocoderError> {
     let mut p = expected_params(&cfg.generator_config()?)?;
     p.insert("dict.weight".into(), vec![cfg.num_embeddings, cfg.embedding_dim]);
-    if cfg.multispkr {
+    if cfg.speaker_is_vector() {
+        p.insert("spkr.weight".into(), vec![cfg.embedding_dim, cfg.embedder_dim]);
+        p.insert("spkr.bias".into(), vec![cfg.embedding_dim]);
+    } else if cfg.multispkr {
         p.insert("spkr.weight".into(), vec![cfg.num_speakers, cfg.embedding_dim]);
     }
     if let Some(d) = &cfg.dur_predictor_params {
@@ -219,14 +241,22 @@ pub struct UnitVocoder {
     config: UnitVocoderConfig,
     generator: HifiGan,
     dict: Tensor,
-    spkr: Option<Tensor>,
+    spkr: Option<Speaker>,
     dur: Option<DurPredictor>,
     film: Option<Film>,
     device: Device,
     param_count: usize,
 }
 
-/// Speaker and emotion vectors for FiLM (L2-normalised inside).
+enum Speaker {
+    /// Multi-speaker id table.
+    Table(Tensor),
+    /// A speaker vector's projection.
+    Linear(Linear),
+}
+
+/// Speaker and emotion vectors: FiLM conditioning (L2-normalised inside), or the speaker vector
+/// of a CodeHiFiGAN with a Linear `spkr` (then `emotion` is empty).
 #[derive(Debug, Clone)]
 pub struct Conditioning {
     pub speaker: Vec<f32>,
@@ -259,7 +289,8 @@ impl Conditioning {
         let get = |k: &str| {
             c.tensors.get(k).and_then(|t| t.values.clone()).ok_or_else(|| VocoderError::format(path, format!("no float tensor `{k}` (need `speaker` and `emotion`)")))
         };
-        Ok(Self { speaker: get("speaker")?, emotion: get("emotion")? })
+        let emotion = if emotion_dim == 0 { Vec::new() } else { get("emotion")? };
+        Ok(Self { speaker: get("speaker")?, emotion })
     }
 }
 
@@ -291,7 +322,13 @@ impl UnitVocoder {
         let w = weights_for(ckpt, expected, device)?;
         let generator = HifiGan::new(&cfg.generator_config()?, &w)?;
         let dict = w.get("dict.weight", &[cfg.num_embeddings, cfg.embedding_dim])?;
-        let spkr = if cfg.multispkr { Some(w.get("spkr.weight", &[cfg.num_speakers, cfg.embedding_dim])?) } else { None };
+        let spkr = if cfg.speaker_is_vector() {
+            Some(Speaker::Linear(linear(&w, "spkr", cfg.embedding_dim, cfg.embedder_dim)?))
+        } else if cfg.multispkr {
+            Some(Speaker::Table(w.get("spkr.weight", &[cfg.num_speakers, cfg.embedding_dim])?))
+        } else {
+            None
+        };
         let dur = match &cfg.dur_predictor_params {
             None => None,
             Some(d) => {
@@ -370,7 +407,7 @@ impl UnitVocoder {
 
     /// The generator's input features for `units` (ids already filtered): embeddings, repeated
     /// by predicted durations, with the speaker embedding appended.
-    fn features(&self, units: &[u32], speaker: Option<u32>, dur_prediction: bool) -> Result<(Tensor, Option<Vec<u32>>), VocoderError> {
+    fn features(&self, units: &[u32], speaker: SpeakerIn<'_>, dur_prediction: bool) -> Result<(Tensor, Option<Vec<u32>>), VocoderError> {
         let ids = Tensor::from_vec(units.to_vec(), units.len(), &self.device)?;
         let mut x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?; // [1, E, T]
         let mut durations = None;
@@ -408,8 +445,8 @@ impl UnitVocoder {
         if units.is_empty() {
             return Ok(UnitOutput { audio: Vec::new(), durations: None, units });
         }
-        let (x, durations) = self.features(&units, speaker, dur_prediction)?;
-        let film = cond.map(|c| self.film_params(c)).transpose()?;
+        let (x, durations) = self.features(&units, self.speaker_in(speaker, cond), dur_prediction)?;
+        let film = self.film_for(cond)?;
         let hook = film.as_ref().map(|p| {
             move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
         });
@@ -426,8 +463,9 @@ impl UnitVocoder {
         let like = Tensor::zeros(1, DType::F32, &self.device)?;
         Ok(UnitStream {
             state: self.generator.stream(&like)?,
-            film: cond.map(|c| self.film_params(c)).transpose()?,
+            film: self.film_for(cond)?,
             speaker,
+            speaker_vector: if self.config.speaker_is_vector() { cond.map(|c| c.speaker.clone()) } else { None },
             dur_prediction,
             pending: Vec::new(),
             done: 0,
@@ -464,16 +502,17 @@ impl UnitVocoder {
             // durations of units [done, ready) are used.
             let from = st.done.saturating_sub(la);
             let window = &st.pending[from..];
-            let (_, d) = self.features(window, st.speaker, true)?;
+            let spk = SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() };
+            let (_, d) = self.features(window, spk, true)?;
             let d = d.expect("durations");
             let mine: Vec<u32> = d[st.done - from..ready - from].to_vec();
             let ids = Tensor::from_vec(st.pending[st.done..ready].to_vec(), ready - st.done, &self.device)?;
             let x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?;
             let idx: Vec<u32> = mine.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
             let x = x.index_select(&Tensor::from_vec(idx.clone(), idx.len(), &self.device)?, 2)?;
-            self.with_speaker(x, st.speaker)?
+            self.with_speaker(x, SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() })?
         } else {
-            self.features(&st.pending[st.done..ready], st.speaker, false)?.0
+            self.features(&st.pending[st.done..ready], SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() }, false)?.0
         };
         let hook = st.film.as_ref().map(|p| {
             move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
@@ -491,16 +530,53 @@ impl UnitVocoder {
         Ok(())
     }
 
-    fn with_speaker(&self, x: Tensor, speaker: Option<u32>) -> Result<Tensor, VocoderError> {
-        let Some(table) = &self.spkr else { return Ok(x) };
-        let s = speaker.unwrap_or(0) as usize;
-        if s >= self.config.num_speakers {
-            return Err(VocoderError::Config(format!("speaker {s} out of range (the model has {})", self.config.num_speakers)));
-        }
+    fn with_speaker(&self, x: Tensor, speaker: SpeakerIn<'_>) -> Result<Tensor, VocoderError> {
+        let e = match &self.spkr {
+            None => return Ok(x),
+            Some(Speaker::Table(table)) => {
+                let s = speaker.id.unwrap_or(0) as usize;
+                if s >= self.config.num_speakers {
+                    return Err(VocoderError::Config(format!("speaker {s} out of range (the model has {})", self.config.num_speakers)));
+                }
+                table.i(s)?
+            }
+            Some(Speaker::Linear(l)) => {
+                let v = speaker.vector.ok_or_else(|| {
+                    VocoderError::Config(format!("this unit vocoder takes a speaker vector ({} values): give it with --cond", self.config.embedder_dim))
+                })?;
+                if v.len() != self.config.embedder_dim {
+                    return Err(VocoderError::Config(format!("speaker vector has {} values; the model takes {}", v.len(), self.config.embedder_dim)));
+                }
+                l.forward(&Tensor::from_slice(v, (1, v.len()), &self.device)?)?.flatten_all()?
+            }
+        };
         let t = x.dim(2)?;
-        let e = table.i(s)?.reshape((1, self.config.embedding_dim, 1))?.repeat((1, 1, t))?;
+        let e = e.reshape((1, self.config.embedding_dim, 1))?.repeat((1, 1, t))?;
         Ok(Tensor::cat(&[&x, &e], 1)?)
     }
+
+    /// The speaker input for this model from the caller's id and conditioning file.
+    fn speaker_in<'a>(&self, id: Option<u32>, cond: Option<&'a Conditioning>) -> SpeakerIn<'a> {
+        SpeakerIn { id, vector: if self.config.speaker_is_vector() { cond.map(|c| c.speaker.as_slice()) } else { None } }
+    }
+
+    /// FiLM parameters when the model has FiLM layers; conditioning on a model that uses it for
+    /// nothing is an error, so a wrong file never goes unnoticed.
+    fn film_for(&self, cond: Option<&Conditioning>) -> Result<Option<Vec<(Tensor, Tensor)>>, VocoderError> {
+        match cond {
+            Some(c) if self.film.is_some() => Ok(Some(self.film_params(c)?)),
+            Some(_) if self.config.speaker_is_vector() => Ok(None),
+            Some(c) => self.film_params(c).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The speaker input: an id (Embedding `spkr`) or a vector (Linear `spkr`).
+#[derive(Clone, Copy)]
+struct SpeakerIn<'a> {
+    id: Option<u32>,
+    vector: Option<&'a [f32]>,
 }
 
 /// Explicit streaming state of a [`UnitVocoder`].
@@ -508,6 +584,7 @@ pub struct UnitStream {
     state: crate::hifigan::HifiGanStream,
     film: Option<Vec<(Tensor, Tensor)>>,
     speaker: Option<u32>,
+    speaker_vector: Option<Vec<f32>>,
     dur_prediction: bool,
     /// Unit ids kept for the duration predictor's context; `pending[done..]` not yet emitted.
     pending: Vec<u32>,

@@ -48,6 +48,19 @@ fn codehifigan_matches_pytorch_with_and_without_duration_prediction() {
 }
 
 #[test]
+fn codehifigan_with_a_speaker_vector_matches_pytorch() {
+    let v = load("code_xvec_tiny", "g_tiny.pth");
+    let units = ints(&io("code_xvec_tiny"), "units");
+    let spk = Conditioning::load(&fixtures().join("units/code_xvec_tiny/speaker.safetensors"), 16, 0).unwrap();
+    let (_, want) = common::tensor(&io("code_xvec_tiny"), "audio");
+    let out = v.synthesize(&units, None, false, Some(&spk)).unwrap();
+    let err = max_abs_diff(&out.audio, &want);
+    assert!(err <= TOL, "CodeHiFiGAN with Linear spkr vs PyTorch: max abs {err}");
+    let Err(e) = v.synthesize(&units, None, false, None) else { panic!("a speaker-vector model needs its vector") };
+    assert!(e.to_string().contains("speaker vector"), "{e}");
+}
+
+#[test]
 fn film_matches_pytorch_with_and_without_conditioning_both_variants() {
     for model in ["film_tiny", "film_mlp_tiny"] {
         let v = load(model, "ckpt.pth");
