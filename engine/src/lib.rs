@@ -10,6 +10,7 @@
 //! plus a safety margin of one processing block (the larger of the chunk and the host's maximum
 //! block), which is the worker's compute budget in real time.
 
+pub mod scope;
 pub mod stream;
 pub mod timeline;
 mod worker;
@@ -146,6 +147,7 @@ pub struct EngineProcessor {
     fallback: f32,
     recover_step: f32,
     in_underrun: bool,
+    scope: Option<rtrb::Consumer<scope::ScopeFrame>>,
     pub stats: Arc<EngineStats>,
 }
 
@@ -157,11 +159,12 @@ impl EngineProcessor {
         let (in_p, in_c) = rtrb::RingBuffer::new(ring);
         let (ev_p, ev_c) = rtrb::RingBuffer::new(1024);
         let (out_p, out_c) = rtrb::RingBuffer::new(ring);
+        let (scope_p, scope_c) = rtrb::RingBuffer::new(scope::SCOPE_RING);
         let stats = Arc::new(EngineStats::default());
         stats.worker_alive.store(true, Ordering::SeqCst);
         stats.first_underrun_at.store(u64::MAX, Ordering::SeqCst);
         let shared = Arc::new(Shared { stop: AtomicBool::new(false), ready: AtomicBool::new(false), needed: AtomicU64::new(0), stats: stats.clone() });
-        let worker = worker::spawn(setup.clone(), in_c, ev_c, out_p, shared.clone());
+        let worker = worker::spawn(setup.clone(), in_c, ev_c, out_p, scope_p, shared.clone());
         // Activation waits (bounded) until the worker has built its pipelines and warmed its
         // models up, so the first real-time chunk is not late.
         let t0 = Instant::now();
@@ -184,8 +187,15 @@ impl EngineProcessor {
             fallback: 0.0,
             recover_step: 1.0 / (RECOVER_FADE_MS / 1000.0 * setup.host_rate as f32).max(1.0),
             in_underrun: false,
+            scope: Some(scope_c),
             stats,
         }
+    }
+
+    /// The live spectrogram feed (input and wet log-mel columns, paired by input index), for
+    /// the window; taken once. The audio thread never touches it.
+    pub fn take_scope(&mut self) -> Option<rtrb::Consumer<scope::ScopeFrame>> {
+        self.scope.take()
     }
 
     pub fn latency(&self) -> u32 {

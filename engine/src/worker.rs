@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::scope::{ScopeAnalyzer, ScopeFrame};
 use crate::stream::SlotStream;
 use crate::timeline::{ModeSwitch, ModeTimeline};
 use crate::{EngineSetup, Shared, Wet, mode_fade_samples, new_slot_stream};
@@ -16,6 +17,7 @@ pub(crate) fn spawn(
     mut input: rtrb::Consumer<f32>,
     mut events: rtrb::Consumer<ModeSwitch>,
     mut output: rtrb::Producer<Wet>,
+    scope_out: rtrb::Producer<ScopeFrame>,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
@@ -27,6 +29,8 @@ pub(crate) fn spawn(
             let mut slots: [SlotStream; 2] = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
+            let mut wet_buf: Vec<f32> = Vec::with_capacity(8192);
+            let mut scope = ScopeAnalyzer::new(setup.host_rate, scope_out);
             let mut emitted: u64 = 0;
             let mut input_pos: u64 = 0;
             let (mut busy, mut audio) = (0f64, 0f64);
@@ -87,10 +91,12 @@ pub(crate) fn spawn(
                         s.ready_base = input_pos;
                     }
                     emitted = input_pos;
+                    scope.restart(input_pos);
                     shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 input_pos += buf.len() as u64;
+                scope.push_input(&buf);
                 for s in slots.iter_mut() {
                     if let Err(e) = s.push(&buf) {
                         *shared.stats.worker_error.lock() = Some(e.to_string());
@@ -102,12 +108,14 @@ pub(crate) fn spawn(
                 // known once input t has been read.
                 let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
                 let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
+                wet_buf.clear();
                 while emitted < ready {
                     let a = slots[0].pop().unwrap_or(0.0) * if slots[0].is_passthrough() { setup.passthrough_gain[0] } else { 1.0 };
                     let b = slots[1].pop().unwrap_or(0.0) * if slots[1].is_passthrough() { setup.passthrough_gain[1] } else { 1.0 };
                     let (sa, ga, sb, gb) = timeline.gains_at(emitted);
                     let pick = |s: usize| if s == 0 { a } else { b };
                     let value = ga * pick(sa) + gb * pick(sb);
+                    wet_buf.push(value);
                     let mut w = Wet { index: emitted, value };
                     // The audio thread drains at least as fast as real time; offline it waits on
                     // us, so a full ring only means we are ahead: wait for room.
@@ -125,6 +133,7 @@ pub(crate) fn spawn(
                     }
                     emitted += 1;
                 }
+                scope.push_wet(&wet_buf);
                 busy += t0.elapsed().as_secs_f64();
                 audio += buf.len() as f64 / setup.host_rate as f64;
                 if audio > 0.5 {

@@ -367,3 +367,58 @@ fn latency_table_at_48k_with_the_universal_model() {
         }
     }
 }
+
+/// Drives an offline engine over `x` (mono, host rate `rate`) and returns the scope frames.
+fn scope_frames(slots: [Option<Arc<Vocoder>>; 2], x: &[f32], rate: u32) -> (Vec<engine::scope::ScopeFrame>, usize) {
+    let mut e = EngineProcessor::new(setup(rate, slots, 80, 512, true));
+    let mut scope = e.take_scope().expect("the feed is there once");
+    assert!(e.take_scope().is_none());
+    let lat = e.latency() as usize;
+    let mut input: Vec<f32> = x.to_vec();
+    input.extend(std::iter::repeat_n(0.0, lat + 8192));
+    let mut frames = Vec::new();
+    for block in input.chunks_mut(512) {
+        let mut ch: [&mut [f32]; 1] = [block];
+        e.process(&mut ch, &mut || (1.0, 1.0));
+        while let Ok(f) = scope.pop() {
+            frames.push(f);
+        }
+    }
+    (frames, engine::scope::scope_front_end(rate).hop)
+}
+
+fn corr(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().map(|v| *v as f64).sum::<f64>() / n, b.iter().map(|v| *v as f64).sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (*x as f64 - ma, *y as f64 - mb);
+        ab += dx * dy;
+        aa += dx * dx;
+        bb += dy * dy;
+    }
+    ab / (aa * bb).sqrt().max(1e-30)
+}
+
+#[test]
+fn live_spectrogram_feed_pairs_input_and_wet_by_input_index() {
+    let (x, rate) = speech();
+    let x = engine::stream::resample_whole(&x[..rate as usize * 2], rate, 48_000);
+    // No model: the wet signal is the input itself, so every pair is identical.
+    let (frames, hop) = scope_frames([None, None], &x, 48_000);
+    assert!(frames.len() * hop >= x.len(), "{} frames of {hop} for {} samples", frames.len(), x.len());
+    for (k, f) in frames.iter().enumerate() {
+        assert_eq!(f.index, (k * hop) as u64, "frames are consecutive in input time");
+        assert_eq!(f.input, f.wet, "frame {k}: passthrough wet differs from input");
+    }
+    // The universal model: the wet columns follow the input's (same frames, same time).
+    let (frames, _) = scope_frames([Some(universal()), None], &x, 48_000);
+    let voiced: Vec<f64> = frames
+        .iter()
+        .filter(|f| f.input.iter().cloned().fold(f32::MIN, f32::max) > -4.0)
+        .map(|f| corr(&f.input, &f.wet))
+        .collect();
+    assert!(voiced.len() > 50, "{} voiced frames", voiced.len());
+    let mean = voiced.iter().sum::<f64>() / voiced.len() as f64;
+    assert!(mean > 0.9, "wet log-mel columns track the input's: mean correlation {mean:.3}");
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub mod latency;
 pub mod models;
 pub mod params;
+pub mod view;
 
 use engine::{EngineProcessor, EngineSetup};
 pub use engine::{MODE_FADE_MS, mode_fade_samples};
