@@ -109,4 +109,8 @@ fn models_fetch_is_idempotent_and_list_names_the_default() {
     assert_eq!(universal["default_for"], "original");
     assert_eq!(universal["status"], "ok");
     assert_eq!(universal["sha256"].as_str().unwrap().len(), 64);
+    let student = rows.iter().find(|r| r["file"].as_str().unwrap().ends_with("grc_mrf_distilled.safetensors")).unwrap();
+    assert_eq!(student["default_for"], "modified", "the list names the default of each mode slot");
+    assert_eq!(student["family"], "grc-mrf");
+    assert_eq!(student["status"], "ok");
 }
