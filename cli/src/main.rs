@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use streamspeech_cli::audio_io::{self, Bits};
 use streamspeech_cli::render::{self, MODIFIED, ORIGINAL, RenderSetup, Switch, slot_name};
-use streamspeech_cli::report::{self, ModelInfo, Panel, Report};
+use streamspeech_cli::report::{self, ModelInfo, Panel, RunFacts};
 use vocoder::checkpoint;
 use vocoder::fetch::{FetchOutcome, default_file, fetch_defaults, sha256_hex};
 use vocoder::model::{Inspection, resolve_config};
@@ -489,23 +489,14 @@ fn render_cmd(a: &RenderArgs) -> Result<(), String> {
             Panel { name: "Modified", audio: &modified.audio },
             Panel { name: &switched_name, audio: &main.audio },
         ];
-        let rep = Report {
-            input: String::new(),
-            input_rate: input.rate,
-            input_channels: input.channels.len(),
-            seconds: input.seconds(),
-            input_loudness_lufs: None,
-            input_peak: 0.0,
+        let facts = RunFacts {
             models: infos,
             chunk_ms: a.latency_ms,
             block_size: a.block_size as usize,
             latency_samples: main.latency,
-            latency_ms: main.latency as f64 * 1000.0 / input.rate as f64,
-            real_time_factor: rtf,
-            switches: report::switches_json(&switches),
-            renders: Vec::new(),
+            compute_seconds: main.compute_seconds,
         };
-        report::write_report(dir, &a.input.display().to_string(), &input, &panels, &switches, &cfg, rep)
+        report::write_report(dir, &a.input.display().to_string(), &input, &panels, &switches, &cfg, facts)
             .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
         if !a.quiet {
             println!("report: {} and {}", dir.join("spectrogram.png").display(), dir.join("report.json").display());

@@ -130,8 +130,18 @@ struct Mel {
     frames: usize,
 }
 
-/// Measures every panel and writes both files into `dir`. Returns the per-render stats.
-#[allow(clippy::too_many_arguments)]
+/// What the caller knows about the render the report describes.
+pub struct RunFacts {
+    pub models: Vec<ModelInfo>,
+    pub chunk_ms: u32,
+    pub block_size: usize,
+    /// The engine's latency, in input samples.
+    pub latency_samples: u32,
+    /// Wall time of the (switched) render.
+    pub compute_seconds: f64,
+}
+
+/// Measures every panel and writes both files into `dir`. Returns what `report.json` holds.
 pub fn write_report(
     dir: &Path,
     input_name: &str,
@@ -139,15 +149,30 @@ pub fn write_report(
     panels: &[Panel],
     switches: &[Switch],
     cfg: &VocoderConfig,
-    mut report: Report,
+    facts: RunFacts,
 ) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir)?;
+    let mut report = Report {
+        input: input_name.to_string(),
+        input_rate: input.rate,
+        input_channels: input.channels.len(),
+        seconds: input.seconds(),
+        input_loudness_lufs: loudness(input),
+        input_peak: peak(input),
+        models: facts.models,
+        chunk_ms: facts.chunk_ms,
+        block_size: facts.block_size,
+        latency_samples: facts.latency_samples,
+        latency_ms: facts.latency_samples as f64 * 1000.0 / input.rate as f64,
+        real_time_factor: facts.compute_seconds / input.seconds(),
+        switches: switches_json(switches),
+        renders: Vec::new(),
+    };
     let front = MelFrontEnd::new(cfg);
     let to_model = |a: &Audio| engine::stream::resample_whole(&a.mono(), a.rate, cfg.sampling_rate);
     let x = to_model(input);
     let (in_mel, in_frames) = front.mel(&x);
     let mut mels = vec![("Input".to_string(), Mel { data: in_mel.clone(), frames: in_frames })];
-    report.renders.clear();
     for p in panels {
         let y = to_model(p.audio);
         let verdict = health::judge(&front, &in_mel, in_frames, &y);
@@ -155,9 +180,6 @@ pub fn write_report(
         mels.push((p.name.to_string(), Mel { data: m, frames: f }));
         report.renders.push(RenderStats { name: p.name.to_string(), mel: verdict.metrics, loudness_lufs: loudness(p.audio), peak: peak(p.audio) });
     }
-    report.input = input_name.to_string();
-    report.input_loudness_lufs = loudness(input);
-    report.input_peak = peak(input);
     draw(&dir.join("spectrogram.png"), &mels, cfg, input.seconds(), switches)?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     Ok(report)

@@ -11,7 +11,7 @@ use std::time::Instant;
 use host_tests::clap_host::{Automation, ClapPlugin, load_entry, use_models};
 use streamspeech_cli::audio_io::{self, Audio, Bits};
 use streamspeech_cli::render::{MODIFIED, ORIGINAL, Switch};
-use streamspeech_cli::report::{self, ModelInfo, Panel, Report};
+use streamspeech_cli::report::{self, ModelInfo, Panel, RunFacts};
 
 fn main() {
     let root = host_tests::workspace_root();
@@ -75,24 +75,9 @@ fn main() {
         Panel { name: "Modified (plugin bounce)", audio: &modified },
         Panel { name: "Original → Modified (plugin bounce, Mode automated)", audio: &switched },
     ];
-    let rep = Report {
-        input: String::new(),
-        input_rate: input.rate,
-        input_channels: input.channels.len(),
-        seconds: input.seconds(),
-        input_loudness_lufs: None,
-        input_peak: 0.0,
-        models: infos,
-        chunk_ms: 80,
-        block_size: 512,
-        latency_samples: latency,
-        latency_ms: latency as f64 * 1000.0 / input.rate as f64,
-        real_time_factor: secs / input.seconds(),
-        switches: report::switches_json(&switches),
-        renders: Vec::new(),
-    };
+    let facts = RunFacts { models: infos, chunk_ms: 80, block_size: 512, latency_samples: latency, compute_seconds: secs };
     let rep_dir = out_dir.join("report");
-    report::write_report(&rep_dir, &input_path.display().to_string(), &stereo, &panels, &switches, &configs[0], rep).expect("report written");
+    report::write_report(&rep_dir, &input_path.display().to_string(), &stereo, &panels, &switches, &configs[0], facts).expect("report written");
     println!("bounced {} through {} (offline, Mode → Modified at {switch_at} s)", input_path.display(), host_tests::clap_bundle().display());
     println!("  {}", wav.display());
     println!("  {}", rep_dir.join("spectrogram.png").display());
