@@ -39,6 +39,23 @@ pub fn best_lag(x: &[f32], y: &[f32], max_lag: usize) -> usize {
     best.0
 }
 
+/// Lag (in samples, −max_lag..=max_lag) of the cross-correlation peak of `y` against `x`
+/// (positive: `y` lags `x`).
+pub fn peak_lag(x: &[f32], y: &[f32], max_lag: i64) -> i64 {
+    let n = x.len().min(y.len()) as i64;
+    let mut best = (0i64, f64::MIN);
+    for lag in -max_lag..=max_lag {
+        let mut acc = 0.0f64;
+        for i in (-lag).max(0)..(n - lag).min(n) {
+            acc += x[i as usize] as f64 * y[(i + lag) as usize] as f64;
+        }
+        if acc > best.1 {
+            best = (lag, acc);
+        }
+    }
+    best.0
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)

@@ -185,25 +185,6 @@ fn cli_render_equals_daw_offline_bounce() {
     assert!(bounce[0][lat..].iter().any(|v| v.abs() > 0.01), "the bounce is not silent");
 }
 
-/// Two-sided cross-correlation peak lag of `y` against `x` within ±max (positive: y lags x).
-fn peak_lag(x: &[f32], y: &[f32], max: i64) -> i64 {
-    let n = x.len().min(y.len()) as i64;
-    let mut best = (0i64, f64::MIN);
-    for lag in -max..=max {
-        let mut acc = 0.0f64;
-        for i in 0..n {
-            let j = i + lag;
-            if j >= 0 && j < n {
-                acc += x[i as usize] as f64 * y[j as usize] as f64;
-            }
-        }
-        if acc > best.1 {
-            best = (lag, acc);
-        }
-    }
-    best.0
-}
-
 /// The engine issue's alignment test, with the real Original model through the built plugin:
 /// the wet output, advanced by exactly the reported latency, lines up with a whole-file render
 /// of the same input (model forward over the whole file's mel, resampled both ways) —
@@ -236,7 +217,7 @@ fn wet_output_minus_reported_latency_aligns_with_whole_file_render() {
             let aligned = &out[0][lat..lat + x.len()];
             // The interior (the whole-file render differs only where the file ends).
             let n = x.len() - sr as usize / 10;
-            let lag = peak_lag(&whole[..n], &aligned[..n], 200);
+            let lag = host_tests::signals::peak_lag(&whole[..n], &aligned[..n], 200);
             assert_eq!(lag, 0, "{sr} Hz {choice:?}: wet output minus {lat} samples is off by {lag} samples");
             let diff = aligned[..n].iter().zip(&whole[..n]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(diff < 1e-3, "{sr} Hz {choice:?}: aligned output vs whole-file render max abs {diff}");

@@ -214,6 +214,20 @@ unsafe fn gemm_acc(
     }
 }
 
+/// Per-tap weight matrices: `taps[j]` is `[c_out, c_in]`, filled from `w(co, ci, j)` (the
+/// conv and the transposed conv store PyTorch weights in different orders).
+fn pack_taps(c_in: usize, c_out: usize, kernel: usize, w: impl Fn(usize, usize, usize) -> f32) -> Vec<f32> {
+    let mut taps = vec![0f32; c_in * c_out * kernel];
+    for j in 0..kernel {
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                taps[(j * c_out + co) * c_in + ci] = w(co, ci, j);
+            }
+        }
+    }
+    taps
+}
+
 /// A stride-1 conv1d (any kernel size, dilation, symmetric zero padding): per output tile,
 /// `Y_tile += W_j · P[:, j·d ..]` for each tap j, where P is the tile's activated, zero-padded
 /// input panel `[c_in, n + d(k−1)]`. Each tile builds its panel, initialises its output columns
@@ -243,14 +257,7 @@ impl Conv1dKernel {
         assert_eq!(weight.len(), c_out * c_in * kernel, "conv1d weight size");
         assert_eq!(bias.len(), c_out, "conv1d bias size");
         assert!(kernel >= 1 && dilation >= 1);
-        let mut taps = vec![0f32; weight.len()];
-        for co in 0..c_out {
-            for ci in 0..c_in {
-                for j in 0..kernel {
-                    taps[(j * c_out + co) * c_in + ci] = weight[(co * c_in + ci) * kernel + j];
-                }
-            }
-        }
+        let taps = pack_taps(c_in, c_out, kernel, |co, ci, j| weight[(co * c_in + ci) * kernel + j]);
         Self { c_in, c_out, kernel, dilation, padding, taps, bias: bias.to_vec() }
     }
 
@@ -378,14 +385,7 @@ impl ConvTranspose1dKernel {
         assert_eq!(weight.len(), c_in * c_out * kernel, "conv_transpose1d weight size");
         assert_eq!(bias.len(), c_out, "conv_transpose1d bias size");
         assert!(kernel >= 1 && stride >= 1);
-        let mut taps = vec![0f32; weight.len()];
-        for ci in 0..c_in {
-            for co in 0..c_out {
-                for j in 0..kernel {
-                    taps[(j * c_out + co) * c_in + ci] = weight[(ci * c_out + co) * kernel + j];
-                }
-            }
-        }
+        let taps = pack_taps(c_in, c_out, kernel, |co, ci, j| weight[(ci * c_out + co) * kernel + j]);
         Self { c_in, c_out, kernel, stride, padding, taps, bias: bias.to_vec() }
     }
 

@@ -117,6 +117,15 @@ impl CustomOp3 for FastConv1d<'_> {
     }
 }
 
+/// A layer's weights and bias (zeros when absent) as flat f32 for the fast kernels.
+fn host_weights(weight: &Tensor, bias: Option<&Tensor>, c_out: usize) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+    let b = match bias {
+        Some(b) => b.to_vec1::<f32>()?,
+        None => vec![0.0; c_out],
+    };
+    Ok((weight.flatten_all()?.to_vec1::<f32>()?, b))
+}
+
 fn use_fast(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
@@ -125,11 +134,7 @@ impl Conv1dLayer {
     pub fn new(stock: Conv1d, kernels: Kernels) -> candle_core::Result<Self> {
         let fast = if kernels == Kernels::Fast && stock.weight().device().is_cpu() {
             let (c_out, c_in, k) = stock.weight().dims3()?;
-            let w = stock.weight().flatten_all()?.to_vec1::<f32>()?;
-            let b = match stock.bias() {
-                Some(b) => b.to_vec1::<f32>()?,
-                None => vec![0.0; c_out],
-            };
+            let (w, b) = host_weights(stock.weight(), stock.bias(), c_out)?;
             let cfg = stock.config();
             if cfg.stride != 1 || cfg.groups != 1 {
                 bail!("fast conv1d supports stride 1, groups 1")
@@ -230,11 +235,7 @@ impl ConvTranspose1dLayer {
     pub fn new(stock: ConvTranspose1d, kernels: Kernels) -> candle_core::Result<Self> {
         let fast = if kernels == Kernels::Fast && stock.weight().device().is_cpu() {
             let (c_in, c_out, k) = stock.weight().dims3()?;
-            let w = stock.weight().flatten_all()?.to_vec1::<f32>()?;
-            let b = match stock.bias() {
-                Some(b) => b.to_vec1::<f32>()?,
-                None => vec![0.0; c_out],
-            };
+            let (w, b) = host_weights(stock.weight(), stock.bias(), c_out)?;
             let cfg = stock.config();
             if cfg.output_padding != 0 || cfg.dilation != 1 || cfg.groups != 1 {
                 bail!("fast conv_transpose1d supports output_padding 0, dilation 1, groups 1")

@@ -408,19 +408,31 @@ impl UnitVocoder {
     /// The generator's input features for `units` (ids already filtered): embeddings, repeated
     /// by predicted durations, with the speaker embedding appended.
     fn features(&self, units: &[u32], speaker: SpeakerIn<'_>, dur_prediction: bool) -> Result<(Tensor, Option<Vec<u32>>), VocoderError> {
-        let ids = Tensor::from_vec(units.to_vec(), units.len(), &self.device)?;
-        let mut x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?; // [1, E, T]
+        let mut x = self.embed(units)?;
         let mut durations = None;
         if dur_prediction {
-            let dp = self.dur.as_ref().ok_or_else(|| VocoderError::Config("this unit vocoder has no duration predictor (--dur-prediction)".into()))?;
-            let d = dp.durations(&x)?;
-            let idx: Vec<u32> = d.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
-            let idx = Tensor::from_vec(idx.clone(), idx.len(), &self.device)?;
-            x = x.index_select(&idx, 2)?;
+            let d = self.predictor()?.durations(&x)?;
+            x = self.expand(&x, &d)?;
             durations = Some(d);
         }
         let x = self.with_speaker(x, speaker)?;
         Ok((x, durations))
+    }
+
+    /// Unit embeddings [1, E, T].
+    fn embed(&self, units: &[u32]) -> Result<Tensor, VocoderError> {
+        let ids = Tensor::from_vec(units.to_vec(), units.len(), &self.device)?;
+        Ok(self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?)
+    }
+
+    /// `repeat_interleave` along time: column i repeated `durations[i]` times.
+    fn expand(&self, x: &Tensor, durations: &[u32]) -> Result<Tensor, VocoderError> {
+        let idx: Vec<u32> = durations.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
+        Ok(x.index_select(&Tensor::from_vec(idx.clone(), idx.len(), &self.device)?, 2)?)
+    }
+
+    fn predictor(&self) -> Result<&DurPredictor, VocoderError> {
+        self.dur.as_ref().ok_or_else(|| VocoderError::Config("this unit vocoder has no duration predictor (--dur-prediction)".into()))
     }
 
     /// Valid ids: negative ids are dropped (as the reference vocoder does); ids past the table
@@ -497,23 +509,15 @@ impl UnitVocoder {
         if ready <= st.done {
             return Ok(());
         }
-        let x = if st.dur_prediction {
+        let mut x = self.embed(&st.pending[st.done..ready])?;
+        if st.dur_prediction {
             // The predictor over the known units with enough context on both sides; only the
             // durations of units [done, ready) are used.
             let from = st.done.saturating_sub(la);
-            let window = &st.pending[from..];
-            let spk = SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() };
-            let (_, d) = self.features(window, spk, true)?;
-            let d = d.expect("durations");
-            let mine: Vec<u32> = d[st.done - from..ready - from].to_vec();
-            let ids = Tensor::from_vec(st.pending[st.done..ready].to_vec(), ready - st.done, &self.device)?;
-            let x = self.dict.index_select(&ids, 0)?.t()?.unsqueeze(0)?.contiguous()?;
-            let idx: Vec<u32> = mine.iter().enumerate().flat_map(|(i, &n)| std::iter::repeat_n(i as u32, n as usize)).collect();
-            let x = x.index_select(&Tensor::from_vec(idx.clone(), idx.len(), &self.device)?, 2)?;
-            self.with_speaker(x, SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() })?
-        } else {
-            self.features(&st.pending[st.done..ready], SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() }, false)?.0
-        };
+            let d = self.predictor()?.durations(&self.embed(&st.pending[from..])?)?;
+            x = self.expand(&x, &d[st.done - from..ready - from])?;
+        }
+        let x = self.with_speaker(x, SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() })?;
         let hook = st.film.as_ref().map(|p| {
             move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
         });
