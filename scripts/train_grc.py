@@ -166,6 +166,9 @@ def main():
     ap.add_argument("--gains", type=int, default=2, help="random-gain variants per clip for the teacher pass")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--eval-only", action="store_true", help="skip training: evaluate the exported model")
+    ap.add_argument("--resume", help="start from these weights (same config); steps and the log continue")
+    ap.add_argument("--lr-floor", type=float, default=1.0,
+                    help="cosine-decay the learning rate over --minutes down to lr * this (1.0: constant)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -181,6 +184,13 @@ def main():
     cfg.update(resblock="grc", grc_kernel_sizes=[3, 5, 7], upsample_initial_channel=args.channels,
                lrelu_slope=0.1)
     student = GRCGenerator(cfg).to(dev)
+    step0 = 0
+    if args.resume:
+        from safetensors import safe_open
+        student.load_state_dict(load_file(args.resume), strict=True)
+        with safe_open(args.resume, "pt") as f:
+            step0 = json.loads(f.metadata()["training"]).get("step", 0)
+        print(f"resumed from {args.resume} at step {step0}", flush=True)
     n_params = sum(p.numel() for p in student.parameters())
     print(f"student: {n_params} parameters ({n_params * 4 / 1e6:.1f} MB as f32)", flush=True)
 
@@ -224,14 +234,31 @@ def main():
         np.savez(cache, **{f"x{i}": p[0] for i, p in enumerate(pairs)}, **{f"t{i}": p[1] for i, p in enumerate(pairs)})
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200))
     mrstft = MRSTFT()
-    log = open(args.out + ".log.jsonl", "a" if args.eval_only else "w")
+    log = open(args.out + ".log.jsonl", "a" if (args.eval_only or args.resume) else "w")
     start = time.time()
-    step = 0
+    step = step0
+    # The teacher's validation outputs never change: computed once, not at every evaluation.
+    with torch.no_grad():
+        val_teacher = [teacher(mel_of(torch.from_numpy(y).unsqueeze(0).to(dev), cfg)).squeeze().cpu().numpy()
+                       for _, y in val]
+
+    def lr_factor(_):
+        warm = min(1.0, (step - step0 + 1) / 200)
+        if args.lr_floor >= 1.0:
+            return warm
+        frac = min(1.0, (time.time() - start) / max(args.minutes * 60, 1.0))
+        return warm * (args.lr_floor + (1 - args.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     lengths = np.array([len(y) for y, _ in pairs], dtype=np.float64)
     probs = lengths / lengths.sum()
     best = None
+    if args.resume and not args.eval_only:
+        rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
+        best = float(np.mean([r["student_mel_l1"] for r in rows]))
+        export(student, cfg, args.out, {"step": step, "seed": args.seed})
+        print({"step": step, "val_student_mel_l1": best}, flush=True)
     deadline = start + args.minutes * 60
     if args.eval_only:
         deadline = 0
@@ -264,14 +291,14 @@ def main():
         sched.step()
         step += 1
         if step % 25 == 0:
-            rec = {"step": step, "seconds": round(time.time() - start, 1), "loss": float(loss),
+            rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"], "loss": float(loss),
                    "mel_l1": float(l_mel), "mrstft": float(l_stft), "wav_l1": float(l_wav)}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(rec, flush=True)
         if step % 500 == 0:
             student.eval()
-            rows = evaluate(student, teacher, val, cfg, mrstft)
+            rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
             student.train()
             score = float(np.mean([r["student_mel_l1"] for r in rows]))
             print({"step": step, "val_student_mel_l1": score,
@@ -281,7 +308,7 @@ def main():
                 export(student, cfg, args.out, {"step": step, "seed": args.seed})
     if not args.eval_only:
         student.eval()
-        rows = evaluate(student, teacher, val, cfg, mrstft)
+        rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
         score = float(np.mean([r["student_mel_l1"] for r in rows]))
         if best is None or score < best:
             export(student, cfg, args.out, {"step": step, "seed": args.seed})

@@ -12,6 +12,7 @@
 
 pub mod scope;
 pub mod stream;
+pub mod swap;
 pub mod timeline;
 mod worker;
 
@@ -24,6 +25,7 @@ use atomic_float::AtomicF32;
 use vocoder::Vocoder;
 
 pub use stream::SlotStream;
+pub use swap::SlotSwapper;
 pub use timeline::{ModeSwitch, ModeTimeline};
 
 /// Crossfade length of a mode switch.
@@ -113,6 +115,8 @@ pub struct EngineStats {
     pub resyncs: AtomicU64,
     /// Output sample index of the first underrun (u64::MAX: none), for diagnosis.
     pub first_underrun_at: AtomicU64,
+    /// Model hot swaps the worker has started.
+    pub swaps: AtomicU64,
 }
 
 /// Wet sample with its input index.
@@ -127,6 +131,11 @@ pub(crate) struct Shared {
     pub ready: AtomicBool,
     /// The wet index the audio thread needs next (for resync decisions).
     pub needed: AtomicU64,
+    /// Input samples the worker has fully processed (everything it could emit from them is in
+    /// the output ring). A bounce waits for wet audio only while this is behind its input: a
+    /// model that needs more latency than was reported (a hot swap) cannot be waited for, since
+    /// the host only sends more input once it has this block's output.
+    pub consumed: AtomicU64,
     pub stats: Arc<EngineStats>,
 }
 
@@ -143,11 +152,14 @@ pub struct EngineProcessor {
     dry: Vec<DelayLine>,
     /// Absolute index of the next input sample.
     pos: u64,
+    /// Input samples handed to the worker so far.
+    pos_pushed: u64,
     last_slot: usize,
     fallback: f32,
     recover_step: f32,
     in_underrun: bool,
     scope: Option<rtrb::Consumer<scope::ScopeFrame>>,
+    swapper: SlotSwapper,
     pub stats: Arc<EngineStats>,
 }
 
@@ -163,8 +175,9 @@ impl EngineProcessor {
         let stats = Arc::new(EngineStats::default());
         stats.worker_alive.store(true, Ordering::SeqCst);
         stats.first_underrun_at.store(u64::MAX, Ordering::SeqCst);
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), ready: AtomicBool::new(false), needed: AtomicU64::new(0), stats: stats.clone() });
-        let worker = worker::spawn(setup.clone(), in_c, ev_c, out_p, scope_p, shared.clone());
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), ready: AtomicBool::new(false), needed: AtomicU64::new(0), consumed: AtomicU64::new(0), stats: stats.clone() });
+        let (swapper, swaps) = SlotSwapper::channel();
+        let worker = worker::spawn(setup.clone(), in_c, ev_c, out_p, scope_p, swaps, shared.clone());
         // Activation waits (bounded) until the worker has built its pipelines and warmed its
         // models up, so the first real-time chunk is not late.
         let t0 = Instant::now();
@@ -183,11 +196,13 @@ impl EngineProcessor {
             offline: setup.offline,
             dry,
             pos: 0,
+            pos_pushed: 0,
             last_slot: setup.initial_slot,
             fallback: 0.0,
             recover_step: 1.0 / (RECOVER_FADE_MS / 1000.0 * setup.host_rate as f32).max(1.0),
             in_underrun: false,
             scope: Some(scope_c),
+            swapper,
             stats,
         }
     }
@@ -196,6 +211,11 @@ impl EngineProcessor {
     /// the window; taken once. The audio thread never touches it.
     pub fn take_scope(&mut self) -> Option<rtrb::Consumer<scope::ScopeFrame>> {
         self.scope.take()
+    }
+
+    /// The hot-swap handle for the window's Load… (see [`swap`]); never used on the audio thread.
+    pub fn swapper(&self) -> SlotSwapper {
+        self.swapper.clone()
     }
 
     pub fn latency(&self) -> u32 {
@@ -250,6 +270,8 @@ impl EngineProcessor {
             if self.input.push(sum * inv).is_err() {
                 // The worker is hopelessly behind (or gone): its stream would lose alignment.
                 self.stats.missing_samples.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.pos_pushed += 1;
             }
         }
         if let Some(w) = &self.worker {
@@ -312,6 +334,11 @@ impl EngineProcessor {
         loop {
             if let Some(v) = self.next_wet(j) {
                 return Some(v);
+            }
+            if self.shared.consumed.load(Ordering::Acquire) >= self.pos_pushed {
+                // Everything pushed is processed and wet `j` is not there: it cannot come before
+                // more input does (a swapped-in model needing more latency than reported).
+                return self.next_wet(j);
             }
             if !self.stats.worker_alive.load(Ordering::Acquire) || start.elapsed() > Duration::from_secs(60) {
                 return None;

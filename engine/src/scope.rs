@@ -55,6 +55,12 @@ pub fn scope_front_end(host_rate: u32) -> MelFrontEnd {
     MelFrontEnd::new(&cfg)
 }
 
+/// Columns per second of the feed at a host rate.
+pub fn frames_per_second(host_rate: u32) -> f32 {
+    let n_fft = ((host_rate as f64 * 0.043) as usize).next_power_of_two().max(256);
+    host_rate as f32 / (n_fft / 4) as f32
+}
+
 struct Framer {
     buf: Vec<f32>,
     frames: VecDeque<[f32; SCOPE_MELS]>,

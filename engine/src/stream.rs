@@ -334,6 +334,21 @@ impl SlotStream {
         worst
     }
 
+    /// The period, in host samples, of the pipeline's analysis grid: the rate converter's phase
+    /// and the model's mel frames repeat every `period` input samples, so a stream started at a
+    /// multiple of it is a time-shifted copy of one started at 0 (once past its onset).
+    pub fn grid_period(&self, host_rate: u32) -> u64 {
+        let Some(m) = &self.model else { return 1 };
+        fn gcd(a: u64, b: u64) -> u64 {
+            if b == 0 { a } else { gcd(b, a % b) }
+        }
+        let model_rate = m.vocoder.config().sampling_rate as u64;
+        let g = gcd(host_rate as u64, model_rate);
+        let (p, q) = (host_rate as u64 / g, model_rate / g);
+        let hop = m.hop as u64;
+        p * (hop / gcd(q, hop))
+    }
+
     /// Chunk length in host samples (for the safety margin).
     pub fn chunk_host_samples(&self, host_rate: u32) -> u64 {
         match &self.model {

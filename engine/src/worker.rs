@@ -8,9 +8,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::scope::{ScopeAnalyzer, ScopeFrame};
-use crate::stream::SlotStream;
+use crate::swap::{SlotPipe, SlotSwap};
 use crate::timeline::{ModeSwitch, ModeTimeline};
 use crate::{EngineSetup, Shared, Wet, mode_fade_samples, new_slot_stream};
+
+fn pipes(setup: &EngineSetup) -> [SlotPipe; 2] {
+    [0, 1].map(|s| SlotPipe::new(new_slot_stream(setup, s), setup.passthrough_gain[s]))
+}
 
 pub(crate) fn spawn(
     setup: EngineSetup,
@@ -18,15 +22,18 @@ pub(crate) fn spawn(
     mut events: rtrb::Consumer<ModeSwitch>,
     mut output: rtrb::Producer<Wet>,
     scope_out: rtrb::Producer<ScopeFrame>,
+    swaps: std::sync::mpsc::Receiver<SlotSwap>,
     shared: Arc<Shared>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("streamspeech-worker".into())
         .spawn(move || {
+            // The models in use (hot swaps change them; a resync rebuilds from them).
+            let mut setup = setup;
             // Real time: the kernels run on this thread alone, leaving the other cores to the
             // host. Offline (a bounce): every core, since nothing else is waiting on time.
             vocoder::kernels::set_threads(if setup.offline { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
-            let mut slots: [SlotStream; 2] = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
+            let mut slots = pipes(&setup);
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
             let mut wet_buf: Vec<f32> = Vec::with_capacity(8192);
@@ -60,6 +67,14 @@ pub(crate) fn spawn(
                 while let Ok(e) = events.pop() {
                     timeline.schedule(e);
                 }
+                while let Ok(swap) = swaps.try_recv() {
+                    if swap.slot < 2 {
+                        setup.slots[swap.slot] = swap.vocoder;
+                        let stream = new_slot_stream(&setup, swap.slot);
+                        slots[swap.slot].begin_swap(stream, input_pos, setup.host_rate, mode_fade_samples(setup.host_rate as f32));
+                        shared.stats.swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 buf.clear();
                 let n = input.slots().min(8192);
                 if n == 0 {
@@ -86,9 +101,9 @@ pub(crate) fn spawn(
                         c.commit_all();
                     }
                     input_pos += skip as u64;
-                    slots = [new_slot_stream(&setup, 0), new_slot_stream(&setup, 1)];
+                    slots = pipes(&setup);
                     for s in slots.iter_mut() {
-                        s.ready_base = input_pos;
+                        s.current.ready_base = input_pos;
                     }
                     emitted = input_pos;
                     scope.restart(input_pos);
@@ -97,8 +112,9 @@ pub(crate) fn spawn(
                 }
                 input_pos += buf.len() as u64;
                 scope.push_input(&buf);
+                let first = input_pos - buf.len() as u64;
                 for s in slots.iter_mut() {
-                    if let Err(e) = s.push(&buf) {
+                    if let Err(e) = s.push(&buf, first) {
                         *shared.stats.worker_error.lock() = Some(e.to_string());
                         shared.stats.worker_alive.store(false, Ordering::Release);
                         return;
@@ -110,8 +126,8 @@ pub(crate) fn spawn(
                 let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
                 wet_buf.clear();
                 while emitted < ready {
-                    let a = slots[0].pop().unwrap_or(0.0) * if slots[0].is_passthrough() { setup.passthrough_gain[0] } else { 1.0 };
-                    let b = slots[1].pop().unwrap_or(0.0) * if slots[1].is_passthrough() { setup.passthrough_gain[1] } else { 1.0 };
+                    let a = slots[0].pop(emitted);
+                    let b = slots[1].pop(emitted);
                     let (sa, ga, sb, gb) = timeline.gains_at(emitted);
                     let pick = |s: usize| if s == 0 { a } else { b };
                     let value = ga * pick(sa) + gb * pick(sb);
@@ -134,6 +150,7 @@ pub(crate) fn spawn(
                     emitted += 1;
                 }
                 scope.push_wet(&wet_buf);
+                shared.consumed.store(input_pos, Ordering::Release);
                 busy += t0.elapsed().as_secs_f64();
                 audio += buf.len() as f64 / setup.host_rate as f64;
                 if audio > 0.5 {

@@ -8,12 +8,15 @@ use nice_plug::prelude::*;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+pub mod editor;
 pub mod latency;
 pub mod models;
 pub mod params;
 pub mod view;
 
+use editor::EditorShared;
 use engine::{EngineProcessor, EngineSetup};
+use std::sync::atomic::Ordering;
 pub use engine::{MODE_FADE_MS, mode_fade_samples};
 pub use latency::{LatencyChoice, planned_latency};
 use models::SlotStatus;
@@ -31,10 +34,9 @@ const PASSTHROUGH_GAIN: [f32; 2] = if cfg!(feature = "host-test-slots") { [1.0, 
 pub struct StreamSpeechVocoder {
     params: Arc<VocoderParams>,
     engine: Option<EngineProcessor>,
-    /// The models each slot holds (status for the GUI; the engine gets the ready ones).
-    pub slots: [SlotStatus; 2],
-    /// Which device runs the models, and why (e.g. a GPU request that fell back to the CPU).
-    pub device_status: String,
+    /// What the window shows: the models each slot holds, the device, the latency table, the
+    /// engine's meters and spectrogram feed (written here on activation, never in `process`).
+    pub shared: Arc<EditorShared>,
     /// Latency for every `Latency` choice under the current activation (computed off the
     /// audio thread, so a change can be re-reported without planning in `process`).
     latency_table: [u32; 6],
@@ -48,8 +50,7 @@ impl Default for StreamSpeechVocoder {
         Self {
             params: Arc::new(VocoderParams::default()),
             engine: None,
-            slots: [SlotStatus::Empty, SlotStatus::Empty],
-            device_status: String::new(),
+            shared: Arc::new(EditorShared::default()),
             latency_table: [0; 6],
             active_choice: LatencyChoice::Ms80,
             restart_requested: false,
@@ -101,10 +102,14 @@ impl Plugin for StreamSpeechVocoder {
 
     type SysExMessage = ();
     type BackgroundTask = ();
-    type Editor = ();
+    type Editor = editor::VocoderEditor;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.shared.clone())
     }
 
     fn activate(
@@ -115,9 +120,9 @@ impl Plugin for StreamSpeechVocoder {
     ) -> bool {
         // Models load here (main thread, cached process-wide), never in process().
         let (slots, device_status) = resolve_slots(&self.params);
-        self.slots = slots;
-        self.device_status = device_status;
-        let models = [self.slots[0].vocoder(), self.slots[1].vocoder()];
+        let models = [slots[0].vocoder(), slots[1].vocoder()];
+        *self.shared.slots.write() = slots;
+        *self.shared.device_status.write() = device_status;
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size as usize;
         for c in LatencyChoice::ALL {
@@ -125,7 +130,7 @@ impl Plugin for StreamSpeechVocoder {
         }
         let choice = self.params.latency.value();
         let channels = audio_io_layout.main_output_channels.map(NonZeroU32::get).unwrap_or(0) as usize;
-        let engine = EngineProcessor::new(EngineSetup {
+        let mut engine = EngineProcessor::new(EngineSetup {
             host_rate,
             channels,
             max_block,
@@ -138,6 +143,17 @@ impl Plugin for StreamSpeechVocoder {
         debug_assert_eq!(engine.latency(), self.latency_table[choice.index()]);
         // Within activate() is the one place CLAP allows `latency.changed`.
         context.set_latency_samples(engine.latency());
+        let shared = &self.shared;
+        for (i, l) in self.latency_table.iter().enumerate() {
+            shared.latency_table[i].store(*l, Ordering::Relaxed);
+        }
+        shared.reported_latency.store(engine.latency(), Ordering::Relaxed);
+        shared.sample_rate.store(buffer_config.sample_rate, Ordering::Relaxed);
+        shared.max_block.store(max_block as u32, Ordering::Relaxed);
+        shared.restart_pending.store(false, Ordering::Release);
+        *shared.stats.write() = Some(engine.stats.clone());
+        *shared.scope.lock() = engine.take_scope();
+        *shared.swapper.lock() = Some(engine.swapper());
         self.active_choice = choice;
         self.restart_requested = false;
         self.params.mix.smoothed.reset(self.params.mix.value());
@@ -154,6 +170,7 @@ impl Plugin for StreamSpeechVocoder {
     fn deactivate(&mut self) {
         // Joins the worker thread (main thread, not the audio thread).
         self.engine = None;
+        *self.shared.swapper.lock() = None;
     }
 
     fn process(

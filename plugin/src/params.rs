@@ -69,6 +69,10 @@ pub struct VocoderParams {
 
     #[persist = "device"]
     pub device: RwLock<DeviceChoice>,
+
+    /// The window's size and zoom.
+    #[persist = "window"]
+    pub window: RwLock<crate::view::WindowSize>,
 }
 
 impl Default for VocoderParams {
@@ -96,6 +100,7 @@ impl Default for VocoderParams {
             model_original: RwLock::new(None),
             model_modified: RwLock::new(None),
             device: RwLock::new(DeviceChoice::Auto),
+            window: RwLock::new(crate::view::WindowSize::DEFAULT),
         }
     }
 }

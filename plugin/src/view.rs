@@ -80,10 +80,10 @@ impl SlotView {
     }
 }
 
-/// "357.2 ms (17148 samples)": what the Latency selector shows next to the choice.
-pub fn latency_text(choice: LatencyChoice, samples: u32, sample_rate: f32) -> String {
+/// "reports 357.2 ms (17148 samples)": what the Latency selector shows next to the choice.
+pub fn latency_text(_choice: LatencyChoice, samples: u32, sample_rate: f32) -> String {
     let ms = samples as f64 * 1000.0 / sample_rate.max(1.0) as f64;
-    format!("{} ms chunk → {ms:.1} ms reported ({samples} samples)", choice.millis())
+    format!("reports {ms:.1} ms ({samples} samples) at {:.0} Hz", sample_rate)
 }
 
 /// The meters row.
@@ -116,6 +116,144 @@ impl MeterView {
             device: device.to_string(),
             warning,
         }
+    }
+}
+
+/// The live spectrograms' history: the last `capacity` column pairs from the worker's scope
+/// feed (input and wet, paired by input index), oldest first.
+pub struct ScopeHistory {
+    columns: std::collections::VecDeque<engine::scope::ScopeFrame>,
+    capacity: usize,
+}
+
+/// Natural-log mel magnitude shown as the bottom of the colour scale (≈ −87 dB: the models'
+/// 1e-5 floor is about −100 dB, so silence is black) and the top (≈ +9 dB, louder than speech).
+pub const SCOPE_LOG_FLOOR: f32 = -10.0;
+pub const SCOPE_LOG_CEIL: f32 = 1.0;
+
+impl ScopeHistory {
+    pub fn new(capacity: usize) -> Self {
+        Self { columns: std::collections::VecDeque::with_capacity(capacity), capacity: capacity.max(1) }
+    }
+
+    pub fn push(&mut self, frame: engine::scope::ScopeFrame) {
+        if self.columns.len() == self.capacity {
+            self.columns.pop_front();
+        }
+        self.columns.push_back(frame);
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.columns.clear();
+    }
+
+    /// RGBA pixels (width = capacity, height = mel bins, low frequencies at the bottom, newest
+    /// column at the right; empty history is black), one image per signal on the same colour
+    /// scale, so a wet output louder or noisier than its input looks it.
+    pub fn image(&self, wet: bool) -> (usize, usize, Vec<[u8; 4]>) {
+        let (w, h) = (self.capacity, engine::scope::SCOPE_MELS);
+        let mut px = vec![[0, 0, 0, 255]; w * h];
+        let offset = w - self.columns.len();
+        for (i, f) in self.columns.iter().enumerate() {
+            let col = if wet { &f.wet } else { &f.input };
+            for (m, &v) in col.iter().enumerate() {
+                let [r, g, b] = colour(v);
+                px[(h - 1 - m) * w + offset + i] = [r, g, b, 255];
+            }
+        }
+        (w, h, px)
+    }
+
+    /// Mean spectral flatness (geometric / arithmetic mean of mel power, 0..1) of the most
+    /// recent `frames` columns of the input and of the wet output. Speech stays well below 0.3;
+    /// white noise (the failure this project exists to catch) is near 0.6–1.
+    pub fn flatness(&self, frames: usize) -> Option<(f32, f32)> {
+        let n = self.columns.len().min(frames);
+        if n == 0 {
+            return None;
+        }
+        let flat = |col: &[f32; engine::scope::SCOPE_MELS]| {
+            let p: Vec<f64> = col.iter().map(|&v| ((2.0 * v) as f64).exp()).collect();
+            let am = p.iter().sum::<f64>() / p.len() as f64;
+            let gm = (p.iter().map(|x| x.max(1e-30).ln()).sum::<f64>() / p.len() as f64).exp();
+            if am <= 0.0 { 0.0 } else { (gm / am) as f32 }
+        };
+        // Only columns with signal count: silence is flat too, and not a problem.
+        let loud = |col: &[f32; engine::scope::SCOPE_MELS]| col.iter().copied().fold(f32::MIN, f32::max) > SCOPE_LOG_FLOOR + 3.0;
+        let recent: Vec<_> = self.columns.iter().rev().take(n).collect();
+        let mean = |wet: bool| {
+            let v: Vec<f32> = recent.iter().map(|f| if wet { &f.wet } else { &f.input }).filter(|c| loud(c)).map(flat).collect();
+            if v.is_empty() { 0.0 } else { v.iter().sum::<f32>() / v.len() as f32 }
+        };
+        Some((mean(false), mean(true)))
+    }
+
+    /// A warning when the wet output looks like white noise while the input does not (the
+    /// seed's failure: flat horizontal bands where speech should be).
+    pub fn noise_warning(&self) -> Option<String> {
+        let (input, wet) = self.flatness(200)?;
+        (wet > 0.45 && wet > input + 0.2).then(|| {
+            format!("the output looks like white noise (spectral flatness {wet:.2} vs the input's {input:.2}): check the model's checkpoint report")
+        })
+    }
+}
+
+/// The spectrogram colour map (black → purple → orange → pale yellow, perceptually ordered like
+/// magma) for a natural-log mel magnitude.
+pub fn colour(log_mel: f32) -> [u8; 3] {
+    let t = ((log_mel - SCOPE_LOG_FLOOR) / (SCOPE_LOG_CEIL - SCOPE_LOG_FLOOR)).clamp(0.0, 1.0);
+    const STOPS: [[f32; 3]; 5] = [[0.0, 0.0, 4.0], [81.0, 18.0, 124.0], [183.0, 55.0, 121.0], [252.0, 137.0, 97.0], [252.0, 253.0, 191.0]];
+    let x = t * (STOPS.len() - 1) as f32;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f32;
+    let mix = |k: usize| (STOPS[i][k] + (STOPS[i + 1][k] - STOPS[i][k]) * f).round() as u8;
+    [mix(0), mix(1), mix(2)]
+}
+
+/// The window's size (logical points) and zoom, persisted with the project.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowSize {
+    pub width: u32,
+    pub height: u32,
+    /// The user's zoom on top of the host's scaling (100–200 %).
+    #[serde(default = "default_zoom")]
+    pub zoom_percent: u32,
+}
+
+fn default_zoom() -> u32 {
+    100
+}
+
+impl Default for WindowSize {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl WindowSize {
+    pub const DEFAULT: WindowSize = WindowSize { width: 900, height: 760, zoom_percent: 100 };
+    pub const MIN: WindowSize = WindowSize { width: 640, height: 560, zoom_percent: 100 };
+    pub const MAX: WindowSize = WindowSize { width: 2400, height: 1800, zoom_percent: 200 };
+
+    /// A persisted size from an older or foreign state, brought into the usable range.
+    pub fn clamped(self) -> Self {
+        Self {
+            width: self.width.clamp(Self::MIN.width, Self::MAX.width),
+            height: self.height.clamp(Self::MIN.height, Self::MAX.height),
+            zoom_percent: self.zoom_percent.clamp(Self::MIN.zoom_percent, Self::MAX.zoom_percent),
+        }
+    }
+
+    pub fn zoom_factor(&self) -> f32 {
+        self.zoom_percent as f32 / 100.0
     }
 }
 
@@ -166,9 +304,82 @@ mod tests {
         assert!(facts.starts_with("hifigan (resblock 1) · 16000 Hz · ") && facts.ends_with("parameters"), "{facts}");
     }
 
+    fn frame(index: u64, input: impl Fn(usize) -> f32, wet: impl Fn(usize) -> f32) -> engine::scope::ScopeFrame {
+        let mut f = engine::scope::ScopeFrame { index, ..Default::default() };
+        for m in 0..engine::scope::SCOPE_MELS {
+            f.input[m] = input(m);
+            f.wet[m] = wet(m);
+        }
+        f
+    }
+
+    #[test]
+    fn spectrogram_history_scrolls_and_shares_one_colour_scale() {
+        let mut h = ScopeHistory::new(4);
+        let (w, hh, px) = h.image(false);
+        assert_eq!((w, hh), (4, engine::scope::SCOPE_MELS));
+        assert!(px.iter().all(|p| p[..3] == [0, 0, 4] || p[..3] == [0, 0, 0]), "empty history is black");
+        for i in 0..6 {
+            // A rising tone: energy at bin i*10, silence elsewhere; the wet one 1 unit quieter.
+            h.push(frame(i, |m| if m == i as usize * 10 { 0.0 } else { -11.5 }, |m| if m == i as usize * 10 { -1.0 } else { -11.5 }));
+        }
+        assert_eq!(h.len(), 4, "capacity bounds the history");
+        let (w, hh, input) = h.image(false);
+        let (_, _, wet) = h.image(true);
+        // Newest column (i = 5, bin 50) at the right; low bins at the bottom.
+        let at = |px: &Vec<[u8; 4]>, col: usize, bin: usize| px[(hh - 1 - bin) * w + col];
+        assert_eq!(at(&input, 3, 50)[..3], colour(0.0));
+        assert_eq!(at(&input, 0, 20)[..3], colour(0.0), "oldest kept column is i = 2");
+        assert_eq!(at(&input, 3, 0)[..3], colour(-11.5));
+        // Same scale: the quieter wet bin is darker than the input's.
+        let lum = |p: [u8; 4]| p[0] as u32 + p[1] as u32 + p[2] as u32;
+        assert!(lum(at(&wet, 3, 50)) < lum(at(&input, 3, 50)));
+        assert_eq!(colour(-100.0), [0, 0, 4]);
+        assert_eq!(colour(5.0), [252, 253, 191]);
+    }
+
+    #[test]
+    fn white_noise_output_is_flagged_and_speech_like_output_is_not() {
+        let mut h = ScopeHistory::new(300);
+        assert!(h.noise_warning().is_none(), "nothing to judge yet");
+        // Speech-like: a few strong formant bins over a low floor, in both.
+        let speechy = |m: usize| if m % 16 < 2 { 0.0 } else { -6.0 };
+        for i in 0..100 {
+            h.push(frame(i, speechy, speechy));
+        }
+        let (fi, fw) = h.flatness(200).unwrap();
+        assert!(fi < 0.3 && fw < 0.3, "speech-like flatness {fi} {fw}");
+        assert!(h.noise_warning().is_none());
+        // The seed's failure: the wet output flat across all bands.
+        h.clear();
+        for i in 0..100 {
+            h.push(frame(i, speechy, |_| -2.0));
+        }
+        let w = h.noise_warning().expect("white noise must be flagged");
+        assert!(w.contains("white noise"), "{w}");
+        // Silence is flat too, but it is not flagged.
+        h.clear();
+        for i in 0..100 {
+            h.push(frame(i, |_| -11.5, |_| -11.5));
+        }
+        assert!(h.noise_warning().is_none());
+    }
+
+    #[test]
+    fn persisted_window_size_is_kept_in_range() {
+        assert_eq!(
+            WindowSize { width: 10, height: 99_999, zoom_percent: 400 }.clamped(),
+            WindowSize { width: WindowSize::MIN.width, height: WindowSize::MAX.height, zoom_percent: 200 }
+        );
+        assert_eq!(WindowSize::DEFAULT.clamped(), WindowSize::DEFAULT);
+        // A state saved before the zoom existed still reads.
+        let old: WindowSize = serde_json::from_str(r#"{"width":1000,"height":800}"#).unwrap();
+        assert_eq!((old.width, old.height, old.zoom_factor()), (1000, 800, 1.0));
+    }
+
     #[test]
     fn latency_and_meters_read_as_a_user_expects() {
-        assert_eq!(latency_text(LatencyChoice::Ms80, 17_148, 48_000.0), "80 ms chunk → 357.2 ms reported (17148 samples)");
+        assert_eq!(latency_text(LatencyChoice::Ms80, 17_148, 48_000.0), "reports 357.2 ms (17148 samples) at 48000 Hz");
         let calm = MeterView::new(0.67, 0, 0, true, "CPU", None);
         assert_eq!((calm.rtf.as_str(), calm.underruns.as_str(), calm.warning.clone()), ("worker 0.67× real time", "0 underruns", None));
         let late = MeterView::new(0.9, 3, 1, true, "CPU", None);

@@ -4,7 +4,9 @@
 //!   `target/bundled/` (names from `bundler.toml`).
 //! - `cargo xtask test`: the project's whole test suite, exactly what CI runs. It first fetches the
 //!   default models (idempotent), then builds the host-test bundle (debug, `assert_process_allocs` + `host-test-slots`) so the host tests never
-//!   load a stale bundle, then runs `cargo test --workspace`.
+//!   load a stale bundle, and the standalone (for the window test), then runs `cargo test --workspace`.
+//! - `cargo xtask screenshot [--seconds S]`: build the standalone (release) and take a screenshot
+//!   of the window with speech playing (`scripts/window_screenshot.py`, into `target/window/`).
 //! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
 //! - `cargo xtask models`: fetch and convert the default models into `models/`.
 //! - `cargo xtask demo [INPUT] [--switch SECONDS] [--out DIR]`: the README's main job: fetch the
@@ -31,6 +33,7 @@ fn main() -> Result<()> {
         Some("models") => fetch_models(),
         Some("bench") => bench(&args[1..]),
         Some("demo") => demo(&args[1..]),
+        Some("screenshot") => screenshot(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -66,6 +69,8 @@ fn test(extra: &[String]) -> Result<()> {
     // The real-weight tests need the default models; they fail (never skip) without them.
     fetch_models()?;
     bundle_host_test()?;
+    // The window test opens the standalone build (tests/tests/window.rs).
+    cargo(&["build", "-p", PLUGIN_PACKAGE, "--features", "standalone", "--bin", "streamspeech-vocoder-standalone"])?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace"])
         .args(extra)
@@ -83,6 +88,20 @@ fn demo(extra: &[String]) -> Result<()> {
     let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "demo_bounce", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
+}
+
+fn screenshot(extra: &[String]) -> Result<()> {
+    fetch_models()?;
+    cargo(&["build", "--release", "-p", PLUGIN_PACKAGE, "--features", "standalone", "--bin", "streamspeech-vocoder-standalone"])?;
+    let status = Command::new("python3")
+        .args(["scripts/window_screenshot.py", "--standalone", "target/release/streamspeech-vocoder-standalone"])
+        .args(extra)
+        .status()
+        .context("could not run python3")?;
+    if !status.success() {
+        bail!("the window screenshot failed its checks ({status}); see target/window/");
+    }
+    Ok(())
 }
 
 fn bench(extra: &[String]) -> Result<()> {
