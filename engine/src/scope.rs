@@ -31,7 +31,7 @@ impl Default for ScopeFrame {
 /// The analysis front end at the host rate: ≈ 43 ms windows, 4 frames per window, 80 mel bins
 /// up to 8 kHz (the models' range).
 pub fn scope_front_end(host_rate: u32) -> MelFrontEnd {
-    let n_fft = ((host_rate as f64 * 0.043) as usize).next_power_of_two().max(256);
+    let n_fft = scope_fft_size(host_rate);
     let hop = n_fft / 4;
     let cfg = VocoderConfig {
         resblock: "1".into(),
@@ -57,8 +57,12 @@ pub fn scope_front_end(host_rate: u32) -> MelFrontEnd {
 
 /// Columns per second of the feed at a host rate.
 pub fn frames_per_second(host_rate: u32) -> f32 {
-    let n_fft = ((host_rate as f64 * 0.043) as usize).next_power_of_two().max(256);
-    host_rate as f32 / (n_fft / 4) as f32
+    host_rate as f32 / (scope_fft_size(host_rate) / 4) as f32
+}
+
+/// The analysis window: ≈ 43 ms rounded up to a power of two.
+fn scope_fft_size(host_rate: u32) -> usize {
+    ((host_rate as f64 * 0.043) as usize).next_power_of_two().max(256)
 }
 
 struct Framer {
@@ -135,5 +139,21 @@ impl ScopeAnalyzer {
         self.wet.buf.clear();
         self.wet.frames.clear();
         self.next_index = at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_knows_the_feed_rate_of_the_front_end() {
+        for rate in [16_000u32, 22_050, 44_100, 48_000, 96_000] {
+            let front = scope_front_end(rate);
+            assert_eq!(frames_per_second(rate), rate as f32 / front.hop as f32, "{rate} Hz");
+            // ≈ 43 ms windows: fine enough for speech, 4 frames per window.
+            let ms = front.n_fft as f32 / rate as f32 * 1000.0;
+            assert!((43.0..=90.0).contains(&ms) && front.hop * 4 == front.n_fft, "{rate} Hz: {ms} ms");
+        }
     }
 }
