@@ -48,7 +48,8 @@ pub const NO_MODEL: &str = "none";
 /// signal, never noise.
 #[derive(Clone)]
 pub enum SlotStatus {
-    Ready { path: PathBuf, vocoder: Arc<Vocoder>, health: String },
+    /// `report`: the checkpoint report (clean, with its notes: conversions, folded weight norm).
+    Ready { path: PathBuf, vocoder: Arc<Vocoder>, health: String, report: String },
     Empty,
     Missing { path: PathBuf },
     /// Did not load: the checkpoint report or the error.
@@ -134,7 +135,8 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Devi
     } else {
         match vocoder::load_healthy(&path, None, device) {
             Ok((loaded, verdict)) => {
-                SlotStatus::Ready { path: path.clone(), vocoder: Arc::new(loaded.vocoder), health: verdict.to_string() }
+                let report = loaded.report.to_string();
+                SlotStatus::Ready { path: path.clone(), vocoder: Arc::new(loaded.vocoder), health: verdict.to_string(), report }
             }
             Err(vocoder::VocoderError::Unhealthy(v)) => SlotStatus::Unhealthy { path: path.clone(), verdict: v.to_string() },
             Err(e) => SlotStatus::Failed { path: path.clone(), reason: e.to_string() },

@@ -60,10 +60,10 @@ fn millions(n: usize) -> String {
 impl SlotView {
     pub fn new(mode: &'static str, status: &SlotStatus) -> Self {
         let (file, badge, facts, details) = match status {
-            SlotStatus::Ready { path, vocoder, health } => {
+            SlotStatus::Ready { path, vocoder, health, report } => {
                 let c = vocoder.config();
                 let facts = format!("{} · {} Hz · {}", vocoder.family().name(), c.sampling_rate, millions(vocoder.param_count()));
-                (file_name(path), Badge::Ok, Some(facts), format!("{}\nhealth: {health}", path.display()))
+                (file_name(path), Badge::Ok, Some(facts), format!("{}\n{}health: {health}", path.display(), report))
             }
             SlotStatus::Empty => ("—".into(), Badge::Empty, None, "This mode has no model: it plays the dry signal.".into()),
             SlotStatus::Missing { path } => (file_name(path), Badge::Missing, None, status.summary()),
@@ -296,12 +296,16 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let p = root.join("vocoder/tests/fixtures/v1_tiny/model.safetensors");
         let v = vocoder::load_vocoder(&p, None, &candle_core::Device::Cpu).unwrap().vocoder;
-        let s = SlotStatus::Ready { path: p, vocoder: std::sync::Arc::new(v), health: "healthy".into() };
+        let report = "checkpoint keys: 10, model keys: 10, common: 10\nstatus: every model parameter loaded with the right shape\n".to_string();
+        let s = SlotStatus::Ready { path: p, vocoder: std::sync::Arc::new(v), health: "healthy".into(), report };
         let view = SlotView::new("Original", &s);
         assert_eq!((view.badge, view.file.as_str()), (Badge::Ok, "model.safetensors"));
         assert!(!view.badge.plays_dry());
         let facts = view.facts.unwrap();
         assert!(facts.starts_with("hifigan (resblock 1) · 16000 Hz · ") && facts.ends_with("parameters"), "{facts}");
+        // Details: where it came from, the checkpoint report, the health verdict.
+        assert!(view.details.contains("model.safetensors\ncheckpoint keys: 10") && view.details.contains("every model parameter loaded"), "{}", view.details);
+        assert!(view.details.ends_with("health: healthy"), "{}", view.details);
     }
 
     fn frame(index: u64, input: impl Fn(usize) -> f32, wet: impl Fn(usize) -> f32) -> engine::scope::ScopeFrame {
