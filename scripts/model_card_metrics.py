@@ -3,6 +3,7 @@
 scripts/train_grc.py)."""
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,12 +20,18 @@ def table(rows):
 
 
 val = m["validation"]
+# The bound the test enforces per clip (the achieved one until the 1.5x target is met).
+test_src = open(os.path.join(ROOT, "tests", "tests", "distilled_model.rs")).read()
+bound = float(re.search(r"const ACHIEVED_RATIO_BOUND: f64 = ([0-9.]+);", test_src).group(1))
+runs = m.get("runs") or [{"steps": m["steps_total"], "minutes": m["minutes"], "threads": 2, "schedule": "constant"}]
+history = "; ".join(f"{r['steps']} steps in {r['minutes']:.0f} min on {r['threads']} CPU thread{'s' if r['threads'] > 1 else ''} "
+                    f"({r['schedule']} learning rate)" for r in runs)
 mean = lambda k, rows: sum(r[k] for r in rows) / len(rows)
 text = f"""## Metrics
 
 Distances to the **input audio** (log-mel L1 on the reference front end; MR-STFT = spectral
 convergence + log-magnitude L1 averaged over 4 resolutions), student next to the teacher on the
-same mel. Training: {m['steps_total']} steps ({m['minutes']:.0f} min on 2 CPU threads), exported at step
+same mel. Training: {history}; {m['steps_total']} steps in all, exported at step
 {m['exported_step']}; {m['parameters']} parameters.
 
 **Held-out validation clips** (never trained on):
@@ -39,8 +46,9 @@ Mean log-mel L1: student {mean('student_mel_l1', val):.3f}, teacher {mean('teach
 {table(m['train_clips'])}
 
 The test `tests/tests/distilled_model.rs` re-measures the validation figures in Rust (candle,
-rubato resampling) on every CI run and requires the student within 1.5× of the teacher on each
-clip, a clean checkpoint report, and a passing health probe.
+rubato resampling) on every CI run and requires the student within {bound}× of the teacher on each
+clip (the achieved bound, so a regression fails; the target is 1.5×), a clean checkpoint report,
+and a passing health probe.
 """
 card = os.path.join(ROOT, "models", "MODEL_CARD.md")
 s = open(card).read()

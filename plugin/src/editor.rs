@@ -453,10 +453,13 @@ impl VocoderWindow {
         }
         let textures = self.textures.as_ref().expect("textures");
         let height = ((ui.available_height() - 70.0) / 2.0).clamp(70.0, 260.0);
-        for (label, tex) in [("Input", &textures[0]), ("Output (wet)", &textures[1])] {
+        for (i, (label, tex)) in [("Input", &textures[0]), ("Output (wet)", &textures[1])].into_iter().enumerate() {
             ui.horizontal(|ui| {
                 ui.label(RichText::new(label).strong());
                 ui.label(RichText::new(format!("log-mel, 0–8 kHz, last {SCOPE_SECONDS:.0} s, one colour scale for both")).weak().size(11.0));
+                if i == 0 {
+                    colour_legend(ui);
+                }
             });
             let size = egui::vec2(ui.available_width(), height);
             ui.add(egui::Image::new((tex.id(), size)).fit_to_exact_size(size));
@@ -508,6 +511,23 @@ impl VocoderWindow {
             ui.label(RichText::new(format!("Warning: {w}")).color(Color32::from_rgb(255, 110, 90)));
         }
     }
+}
+
+/// The colour scale of both spectrograms, in dB of mel magnitude (natural-log units × 8.69).
+fn colour_legend(ui: &mut egui::Ui) {
+    let db = |v: f32| v * 20.0 / std::f32::consts::LN_10;
+    ui.label(RichText::new(format!("{:.0} dB", db(crate::view::SCOPE_LOG_FLOOR))).weak().size(11.0));
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(120.0, 10.0), egui::Sense::hover());
+    let steps = 40;
+    for k in 0..steps {
+        let t = k as f32 / (steps - 1) as f32;
+        let v = crate::view::SCOPE_LOG_FLOOR + t * (crate::view::SCOPE_LOG_CEIL - crate::view::SCOPE_LOG_FLOOR);
+        let [r, g, b] = crate::view::colour(v);
+        let x0 = rect.left() + rect.width() * k as f32 / steps as f32;
+        let seg = egui::Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x0 + rect.width() / steps as f32 + 0.5, rect.bottom()));
+        ui.painter().rect_filled(seg, 0.0, Color32::from_rgb(r, g, b));
+    }
+    ui.label(RichText::new(format!("+{:.0} dB", db(crate::view::SCOPE_LOG_CEIL))).weak().size(11.0));
 }
 
 /// The RGBA pixels as one flat byte slice (egui's image layout).
