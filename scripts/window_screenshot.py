@@ -49,7 +49,8 @@ def main():
     ap.add_argument("--clip", default=os.path.join(ROOT, "tests", "data", "es_librivox_cuentosdehadas03_14_grimm.wav"))
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "window"))
     ap.add_argument("--seconds", type=float, default=8.0, help="speech played before the screenshot")
-    ap.add_argument("--no-switch", action="store_true", help="do not click Modified halfway")
+    ap.add_argument("--no-switch", action="store_true", help="do not click Modified")
+    ap.add_argument("--switch-after", type=float, help="seconds of speech before the click (default: half of --seconds)")
     ap.add_argument("--display", default=":97")
     args = ap.parse_args()
     for t in ("Xvfb", "jackd", "jack-play", "jack_lsp", "xdotool"):
@@ -87,7 +88,7 @@ def main():
                 subprocess.run(["jack-play", args.clip], env=penv, stdout=log, stderr=log)
 
         threading.Thread(target=play, daemon=True).start()
-        half = args.seconds / 2
+        half = args.seconds / 2 if args.switch_after is None else min(args.switch_after, args.seconds)
         time.sleep(half)
         if not args.no_switch:
             # The "Modified" mode button (top row; see plugin/src/editor.rs), at zoom 100 %.
