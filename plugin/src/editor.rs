@@ -291,6 +291,7 @@ impl VocoderWindow {
         std::thread::Builder::new()
             .name("streamspeech-load-dialog".into())
             .spawn(move || {
+                let asked = Instant::now();
                 let picked = rfd::FileDialog::new()
                     .set_title(format!("Load a vocoder for the {} mode", mode_name(mode)))
                     .add_filter("vocoder checkpoints", &["safetensors", "pt", "pth", "ckpt", "bin"])
@@ -305,7 +306,16 @@ impl VocoderWindow {
                             }
                         });
                     }
-                    None => shared.loading[mode.slot()].store(false, Ordering::Release),
+                    None => {
+                        // rfd says None for "cancelled" and for "no dialog could open"; a dialog
+                        // nobody saw returns at once. Point the user at the path field then.
+                        if asked.elapsed() < Duration::from_millis(300) {
+                            *shared.load_error[mode.slot()].lock() = Some(
+                                "no file dialog could open here (it needs an XDG desktop portal or zenity): paste the model's path below".into(),
+                            );
+                        }
+                        shared.loading[mode.slot()].store(false, Ordering::Release);
+                    }
                 }
             })
             .ok();
