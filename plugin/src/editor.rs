@@ -269,56 +269,51 @@ impl VocoderWindow {
         }
     }
 
+    /// Loads `persisted` into the slot on a thread of its own (never the GUI or audio thread).
     fn start_load(&self, mode: Mode, persisted: Option<String>) {
-        let (params, shared, gui) = (self.params.clone(), self.shared.clone(), self.gui.clone());
-        shared.loading[mode.slot()].store(true, Ordering::Release);
-        std::thread::Builder::new()
-            .name("streamspeech-model-load".into())
-            .spawn(move || {
-                load_into_slot(&params, &shared, mode, persisted, &|| {
-                    if let Some(g) = &gui {
-                        g.request_restart();
-                    }
-                });
-            })
-            .ok();
+        self.spawn_load(mode, move |_| Some(persisted));
     }
 
+    /// Asks for a file first (the dialog blocks the loader thread only), then loads it.
     fn pick_file(&self, mode: Mode) {
+        self.spawn_load(mode, move |shared| {
+            let asked = Instant::now();
+            let picked = rfd::FileDialog::new()
+                .set_title(format!("Load a vocoder for the {} mode", mode_name(mode)))
+                .add_filter("vocoder checkpoints", &["safetensors", "pt", "pth", "ckpt", "bin"])
+                .add_filter("all files", &["*"])
+                .set_directory(models::models_dir())
+                .pick_file();
+            // rfd says None for "cancelled" and for "no dialog could open"; a dialog nobody saw
+            // returns at once. Point the user at the path field then.
+            if picked.is_none() && asked.elapsed() < Duration::from_millis(300) {
+                *shared.load_error[mode.slot()].lock() =
+                    Some("no file dialog could open here (it needs an XDG desktop portal or zenity): paste the model's path below".into());
+            }
+            picked.map(|p| Some(p.display().to_string()))
+        });
+    }
+
+    /// `choose` yields the slot's new persisted value, or None to load nothing.
+    fn spawn_load(&self, mode: Mode, choose: impl FnOnce(&EditorShared) -> Option<Option<String>> + Send + 'static) {
         let (params, shared, gui) = (self.params.clone(), self.shared.clone(), self.gui.clone());
         shared.loading[mode.slot()].store(true, Ordering::Release);
-        // The dialog blocks its own thread only.
-        std::thread::Builder::new()
-            .name("streamspeech-load-dialog".into())
-            .spawn(move || {
-                let asked = Instant::now();
-                let picked = rfd::FileDialog::new()
-                    .set_title(format!("Load a vocoder for the {} mode", mode_name(mode)))
-                    .add_filter("vocoder checkpoints", &["safetensors", "pt", "pth", "ckpt", "bin"])
-                    .add_filter("all files", &["*"])
-                    .set_directory(models::models_dir())
-                    .pick_file();
-                match picked {
-                    Some(p) => {
-                        load_into_slot(&params, &shared, mode, Some(p.display().to_string()), &|| {
-                            if let Some(g) = &gui {
-                                g.request_restart();
-                            }
-                        });
-                    }
-                    None => {
-                        // rfd says None for "cancelled" and for "no dialog could open"; a dialog
-                        // nobody saw returns at once. Point the user at the path field then.
-                        if asked.elapsed() < Duration::from_millis(300) {
-                            *shared.load_error[mode.slot()].lock() = Some(
-                                "no file dialog could open here (it needs an XDG desktop portal or zenity): paste the model's path below".into(),
-                            );
+        let spawned = std::thread::Builder::new().name("streamspeech-model-load".into()).spawn({
+            let shared = shared.clone();
+            move || match choose(&shared) {
+                Some(persisted) => {
+                    load_into_slot(&params, &shared, mode, persisted, &|| {
+                        if let Some(g) = &gui {
+                            g.request_restart();
                         }
-                        shared.loading[mode.slot()].store(false, Ordering::Release);
-                    }
+                    });
                 }
-            })
-            .ok();
+                None => shared.loading[mode.slot()].store(false, Ordering::Release),
+            }
+        });
+        if spawned.is_err() {
+            shared.loading[mode.slot()].store(false, Ordering::Release);
+        }
     }
 
     fn top_row(&mut self, ui: &mut egui::Ui, setter: &ParamSetter) {
@@ -446,7 +441,7 @@ impl VocoderWindow {
         let ctx = ui.ctx().clone();
         let images = [self.history.image(false), self.history.image(true)];
         let to_colour_image = |(w, h, px): &(usize, usize, Vec<[u8; 4]>)| {
-            egui::ColorImage::from_rgba_unmultiplied([*w, *h], bytemuck_flat(px))
+            egui::ColorImage::from_rgba_unmultiplied([*w, *h], px.as_flattened())
         };
         match &mut self.textures {
             Some(t) => {
@@ -538,11 +533,6 @@ fn colour_legend(ui: &mut egui::Ui) {
         ui.painter().rect_filled(seg, 0.0, Color32::from_rgb(r, g, b));
     }
     ui.label(RichText::new(format!("+{:.0} dB", db(crate::view::SCOPE_LOG_CEIL))).weak().size(11.0));
-}
-
-/// The RGBA pixels as one flat byte slice (egui's image layout).
-fn bytemuck_flat(px: &[[u8; 4]]) -> &[u8] {
-    px.as_flattened()
 }
 
 fn badge_colour(b: Badge) -> Color32 {

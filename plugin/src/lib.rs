@@ -37,9 +37,6 @@ pub struct StreamSpeechVocoder {
     /// What the window shows: the models each slot holds, the device, the latency table, the
     /// engine's meters and spectrogram feed (written here on activation, never in `process`).
     pub shared: Arc<EditorShared>,
-    /// Latency for every `Latency` choice under the current activation (computed off the
-    /// audio thread, so a change can be re-reported without planning in `process`).
-    latency_table: [u32; 6],
     active_choice: LatencyChoice,
     /// A restart was requested for a latency change and has not happened yet.
     restart_requested: bool,
@@ -51,7 +48,6 @@ impl Default for StreamSpeechVocoder {
             params: Arc::new(VocoderParams::default()),
             engine: None,
             shared: Arc::new(EditorShared::default()),
-            latency_table: [0; 6],
             active_choice: LatencyChoice::Ms80,
             restart_requested: false,
         }
@@ -126,7 +122,7 @@ impl Plugin for StreamSpeechVocoder {
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size as usize;
         for c in LatencyChoice::ALL {
-            self.latency_table[c.index()] = planned_latency(host_rate, max_block, c, &models);
+            self.shared.latency_table[c.index()].store(planned_latency(host_rate, max_block, c, &models), Ordering::Relaxed);
         }
         let choice = self.params.latency.value();
         let channels = audio_io_layout.main_output_channels.map(NonZeroU32::get).unwrap_or(0) as usize;
@@ -140,13 +136,10 @@ impl Plugin for StreamSpeechVocoder {
             offline: buffer_config.process_mode == ProcessMode::Offline,
             passthrough_gain: PASSTHROUGH_GAIN,
         });
-        debug_assert_eq!(engine.latency(), self.latency_table[choice.index()]);
+        debug_assert_eq!(engine.latency(), self.shared.latency_table[choice.index()].load(Ordering::Relaxed));
         // Within activate() is the one place CLAP allows `latency.changed`.
         context.set_latency_samples(engine.latency());
         let shared = &self.shared;
-        for (i, l) in self.latency_table.iter().enumerate() {
-            shared.latency_table[i].store(*l, Ordering::Relaxed);
-        }
         shared.reported_latency.store(engine.latency(), Ordering::Relaxed);
         shared.sample_rate.store(buffer_config.sample_rate, Ordering::Relaxed);
         shared.max_block.store(max_block as u32, Ordering::Relaxed);
@@ -190,7 +183,7 @@ impl Plugin for StreamSpeechVocoder {
             // re-activate and the new plan starts then.
             match context.plugin_api() {
                 PluginApi::Clap => context.request_restart(),
-                _ => context.set_latency_samples(self.latency_table[wanted.index()]),
+                _ => context.set_latency_samples(self.shared.latency_table[wanted.index()].load(Ordering::Relaxed)),
             }
             self.restart_requested = true;
         }
