@@ -4,7 +4,7 @@ forward) trained as a student of the HiFi-GAN V1 universal teacher.
 
     pip install torch numpy librosa safetensors soundfile     (+ apt install espeak-ng)
     python3 scripts/train_grc.py --teacher models/hifigan_v1_universal.safetensors \
-        --minutes 90 --threads 1 --out models/grc_mrf_distilled.safetensors
+        --minutes 90 --threads 1 --out models/grc_mrf_distilled.safetensors [--augment 0.8,0.89,1.12,1.25]
 
 Data: the real clips listed in scripts/train_manifest.tsv (from ../shared/speech, licenses there)
 minus the held-out validation clips, plus synthetic speech from espeak-ng in several voices,
@@ -170,6 +170,10 @@ def main():
     ap.add_argument("--lr-floor", type=float, default=1.0,
                     help="cosine-decay the learning rate over --minutes down to lr * this (1.0: constant)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--augment", default="",
+                    help="comma-separated pitch factors, e.g. 0.84,0.92,1.09,1.19: every real training "
+                         "clip is also resampled by each (pitch and tempo scale together, like a "
+                         "faster or slower tape) and vocoded by the teacher once more")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -233,6 +237,41 @@ def main():
                     print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
         np.savez(cache, **{f"x{i}": p[0] for i, p in enumerate(pairs)}, **{f"t{i}": p[1] for i, p in enumerate(pairs)})
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
+    # Pitch augmentation: the student generalises worst on voices whose pitch the training set
+    # lacks (its error on unseen voices sits in the lowest mel bands: spurious sub-harmonic
+    # energy). Resampled copies of the real clips put every speaker at several new pitches.
+    # Appended after the base pairs, so the base pairs keep their indices (the final metrics
+    # read the real clips from the front of `pairs`).
+    factors = [float(f) for f in args.augment.split(",") if f.strip()]
+    if factors:
+        t1 = time.time()
+        aug_cache = args.out + ".teacher-cache.aug-" + "-".join(f"{f:g}" for f in factors) + ".npz"
+        if os.path.exists(aug_cache):
+            z = np.load(aug_cache)
+            aug = [(z[f"x{i}"], z[f"t{i}"]) for i in range(len(z.files) // 2)]
+        else:
+            aug = []
+            rng = np.random.default_rng(args.seed + 1)
+            with torch.no_grad():
+                for f in factors:
+                    for _, y in train_real:
+                        yy = librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / f)), res_type="soxr_hq")
+                        peak = max(float(np.abs(yy).max()), 1e-4)
+                        yy = (yy * min(rng.uniform(0.1, 0.95) / peak, 30.0)).astype(np.float32)
+                        for i in range(0, len(yy), piece):
+                            x = yy[i:i + piece]
+                            if len(x) <= SEG:
+                                continue
+                            mel = mel_of(torch.from_numpy(x).unsqueeze(0).to(dev), cfg)
+                            tt = teacher(mel).squeeze().cpu().numpy()
+                            n = min(len(x), len(tt))
+                            aug.append((x[:n], tt[:n]))
+                    print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
+            np.savez(aug_cache, **{f"x{i}": p[0] for i, p in enumerate(aug)},
+                     **{f"t{i}": p[1] for i, p in enumerate(aug)})
+        pairs += aug
+        print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
+              f"in {time.time() - t1:.0f} s", flush=True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
     mrstft = MRSTFT()
     log = open(args.out + ".log.jsonl", "a" if (args.eval_only or args.resume) else "w")
@@ -257,7 +296,7 @@ def main():
     if args.resume and not args.eval_only:
         rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
         best = float(np.mean([r["student_mel_l1"] for r in rows]))
-        export(student, cfg, args.out, {"step": step, "seed": args.seed})
+        export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
         print({"step": step, "val_student_mel_l1": best}, flush=True)
     deadline = start + args.minutes * 60
     if args.eval_only:
@@ -305,13 +344,13 @@ def main():
                    "val_teacher_mel_l1": float(np.mean([r["teacher_mel_l1"] for r in rows]))}, flush=True)
             if best is None or score < best:
                 best = score
-                export(student, cfg, args.out, {"step": step, "seed": args.seed})
+                export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
     if not args.eval_only:
         student.eval()
         rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
         score = float(np.mean([r["student_mel_l1"] for r in rows]))
         if best is None or score < best:
-            export(student, cfg, args.out, {"step": step, "seed": args.seed})
+            export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
     # Final metrics of the exported model on validation and on every shared clip.
     final, _ = None, None
     from safetensors import safe_open
