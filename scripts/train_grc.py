@@ -144,6 +144,16 @@ def evaluate(model, teacher, clips, cfg, mrstft, teacher_out=None):
     return rows
 
 
+def load_pairs(path):
+    """(input, teacher output) pairs from a teacher cache written by `save_pairs`."""
+    z = np.load(path)
+    return [(z[f"x{i}"], z[f"t{i}"]) for i in range(len(z.files) // 2)]
+
+
+def save_pairs(path, pairs):
+    np.savez(path, **{f"x{i}": p[0] for i, p in enumerate(pairs)}, **{f"t{i}": p[1] for i, p in enumerate(pairs)})
+
+
 def export(model, cfg, path, meta):
     sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     tmp = path + ".partial"
@@ -171,7 +181,7 @@ def main():
                     help="cosine-decay the learning rate over --minutes down to lr * this (1.0: constant)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--augment", default="",
-                    help="comma-separated pitch factors, e.g. 0.84,0.92,1.09,1.19: every real training "
+                    help="comma-separated pitch factors, e.g. 0.8,0.89,1.12,1.25: every real training "
                          "clip is also resampled by each (pitch and tempo scale together, like a "
                          "faster or slower tape) and vocoded by the teacher once more")
     args = ap.parse_args()
@@ -220,8 +230,7 @@ def main():
     t0 = time.time()
     cache = args.out + ".teacher-cache.npz"
     if os.path.exists(cache):
-        z = np.load(cache)
-        pairs = [(z[f"x{i}"], z[f"t{i}"]) for i in range(len(z.files) // 2)]
+        pairs = load_pairs(cache)
     else:
         with torch.no_grad():
             for i, y in enumerate(train):
@@ -235,11 +244,11 @@ def main():
                     pairs.append((yy[:n], tt[:n]))
                 if i % 10 == 0:
                     print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
-        np.savez(cache, **{f"x{i}": p[0] for i, p in enumerate(pairs)}, **{f"t{i}": p[1] for i, p in enumerate(pairs)})
+        save_pairs(cache, pairs)
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
     # Pitch augmentation: the student generalises worst on voices whose pitch the training set
-    # lacks (its error on unseen voices sits in the lowest mel bands: spurious sub-harmonic
-    # energy). Resampled copies of the real clips put every speaker at several new pitches.
+    # lacks (its error on unseen voices sits in voiced frames and the lowest mel bands: energy
+    # between the harmonics). Resampled copies of the real clips put every speaker at several new pitches.
     # Appended after the base pairs, so the base pairs keep their indices (the final metrics
     # read the real clips from the front of `pairs`).
     factors = [float(f) for f in args.augment.split(",") if f.strip()]
@@ -247,8 +256,7 @@ def main():
         t1 = time.time()
         aug_cache = args.out + ".teacher-cache.aug-" + "-".join(f"{f:g}" for f in factors) + ".npz"
         if os.path.exists(aug_cache):
-            z = np.load(aug_cache)
-            aug = [(z[f"x{i}"], z[f"t{i}"]) for i in range(len(z.files) // 2)]
+            aug = load_pairs(aug_cache)
         else:
             aug = []
             rng = np.random.default_rng(args.seed + 1)
@@ -267,8 +275,7 @@ def main():
                             n = min(len(x), len(tt))
                             aug.append((x[:n], tt[:n]))
                     print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
-            np.savez(aug_cache, **{f"x{i}": p[0] for i, p in enumerate(aug)},
-                     **{f"t{i}": p[1] for i, p in enumerate(aug)})
+            save_pairs(aug_cache, aug)
         pairs += aug
         print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
               f"in {time.time() - t1:.0f} s", flush=True)
