@@ -144,6 +144,18 @@ def evaluate(model, teacher, clips, cfg, mrstft, teacher_out=None):
     return rows
 
 
+def pieces(y, piece=8 * SR):
+    """Long recordings are cut into <= 8 s pieces (bounded memory for the teacher pass); pieces
+    shorter than one training segment are dropped."""
+    return [y[i:i + piece] for i in range(0, len(y), piece) if len(y[i:i + piece]) > SEG]
+
+
+def with_random_gain(y, u):
+    """`y` scaled so that its peak is `u` (a uniform draw in [0.1, 0.95]), at most 30x."""
+    peak = max(float(np.abs(y).max()), 1e-4)
+    return (y * min(u / peak, 30.0)).astype(np.float32)
+
+
 def load_pairs(path):
     """(input, teacher output) pairs from a teacher cache written by `save_pairs`."""
     z = np.load(path)
@@ -215,9 +227,7 @@ def main():
         y = load_wav(os.path.join(shared, r["file"]))
         (val if r["split"] == "validation" else train_real).append((r["file"], y))
     synth = espeak_corpus(args.synthetic, args.seed)
-    # Long recordings are cut into <= 8 s pieces (bounded memory for the teacher pass).
-    piece = 8 * SR
-    train = [y[i:i + piece] for _, y in train_real for i in range(0, len(y), piece) if len(y[i:i + piece]) > SEG]
+    train = [p for _, y in train_real for p in pieces(y)]
     train += synth
     total = sum(len(y) for y in train) / SR
     print(f"train: {len(train_real)} real clips + {len(synth)} synthetic = {total:.0f} s; "
@@ -226,24 +236,24 @@ def main():
     # The teacher is fixed: vocode every training clip once, at two gains (random gain per
     # variant), and cut aligned (input, teacher) segments from those. The teacher costs ~60x the
     # student, so this is what makes CPU training feasible.
+    def vocoded(x):
+        """(input, teacher output) trimmed to the same length."""
+        with torch.no_grad():
+            t = teacher(mel_of(torch.from_numpy(x).unsqueeze(0).to(dev), cfg)).squeeze().cpu().numpy()
+        n = min(len(x), len(t))
+        return x[:n], t[:n]
+
     pairs = []
     t0 = time.time()
     cache = args.out + ".teacher-cache.npz"
     if os.path.exists(cache):
         pairs = load_pairs(cache)
     else:
-        with torch.no_grad():
-            for i, y in enumerate(train):
-                for _ in range(args.gains):
-                    peak = max(float(np.abs(y).max()), 1e-4)
-                    g = np.random.uniform(0.1, 0.95) / peak
-                    yy = (y * min(g, 30.0)).astype(np.float32)
-                    mel = mel_of(torch.from_numpy(yy).unsqueeze(0).to(dev), cfg)
-                    tt = teacher(mel).squeeze().cpu().numpy()
-                    n = min(len(yy), len(tt))
-                    pairs.append((yy[:n], tt[:n]))
-                if i % 10 == 0:
-                    print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
+        for i, y in enumerate(train):
+            for _ in range(args.gains):
+                pairs.append(vocoded(with_random_gain(y, np.random.uniform(0.1, 0.95))))
+            if i % 10 == 0:
+                print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
         save_pairs(cache, pairs)
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
     # Pitch augmentation: the student generalises worst on voices whose pitch the training set
@@ -260,21 +270,11 @@ def main():
         else:
             aug = []
             rng = np.random.default_rng(args.seed + 1)
-            with torch.no_grad():
-                for f in factors:
-                    for _, y in train_real:
-                        yy = librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / f)), res_type="soxr_hq")
-                        peak = max(float(np.abs(yy).max()), 1e-4)
-                        yy = (yy * min(rng.uniform(0.1, 0.95) / peak, 30.0)).astype(np.float32)
-                        for i in range(0, len(yy), piece):
-                            x = yy[i:i + piece]
-                            if len(x) <= SEG:
-                                continue
-                            mel = mel_of(torch.from_numpy(x).unsqueeze(0).to(dev), cfg)
-                            tt = teacher(mel).squeeze().cpu().numpy()
-                            n = min(len(x), len(tt))
-                            aug.append((x[:n], tt[:n]))
-                    print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
+            for f in factors:
+                for _, y in train_real:
+                    yy = librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / f)), res_type="soxr_hq")
+                    aug += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
+                print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
             save_pairs(aug_cache, aug)
         pairs += aug
         print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
@@ -368,8 +368,8 @@ def main():
         meta = json.loads(f.metadata()["training"])
     val_rows = evaluate(model, teacher, val, cfg, mrstft)
     # Every other shared clip (its training pieces), against the cached teacher outputs.
-    n_real = sum(1 for _, y in train_real for i in range(0, len(y), 8 * SR) if len(y[i:i + 8 * SR]) > SEG)
-    names = [n for n, y in train_real for i in range(0, len(y), 8 * SR) if len(y[i:i + 8 * SR]) > SEG]
+    names = [n for n, y in train_real for _ in pieces(y)]
+    n_real = len(names)
     real_pairs = pairs[: n_real * args.gains: args.gains]
     train_rows = evaluate(model, teacher, [(nm, x) for nm, (x, _) in zip(names, real_pairs)], cfg, mrstft,
                           teacher_out=[t for _, t in real_pairs])
