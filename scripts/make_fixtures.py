@@ -23,9 +23,7 @@ import json
 import os
 import shutil
 
-import librosa
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -165,20 +163,39 @@ class GRCGenerator(nn.Module):
 
 
 # --- reference mel front end (jik876/hifi-gan meldataset.mel_spectrogram) ----------------------
+class MelFrontEnd:
+    """The reference HiFi-GAN mel (meldataset.py's mel_spectrogram, center=False; the same as
+    vocoder/src/mel.rs) with its filter bank and window built once, on `dev`. `basis`: the librosa
+    filter bank, given where librosa is not installed (the GPU training machine has none)."""
+
+    def __init__(self, cfg, dev="cpu", basis=None):
+        if basis is None:
+            import librosa  # here, not at the top: the model classes import on a machine without librosa
+            basis = librosa.filters.mel(sr=cfg["sampling_rate"], n_fft=cfg["n_fft"], n_mels=cfg["num_mels"],
+                                        fmin=cfg["fmin"], fmax=cfg["fmax"])
+        self.basis = torch.as_tensor(np.asarray(basis), dtype=torch.float32, device=dev)
+        self.window = torch.hann_window(cfg["win_size"], device=dev)
+        self.n_fft, self.hop, self.win = cfg["n_fft"], cfg["hop_size"], cfg["win_size"]
+
+    def __call__(self, y):
+        pad = int((self.n_fft - self.hop) / 2)
+        y = F.pad(y.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        spec = torch.stft(y, self.n_fft, hop_length=self.hop, win_length=self.win, window=self.window,
+                          center=False, pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+        spec = torch.view_as_real(spec)
+        spec = torch.sqrt(spec.pow(2).sum(-1) + 1e-9)
+        spec = torch.matmul(self.basis, spec)
+        return torch.log(torch.clamp(spec, min=1e-5))
+
+
 def mel_spectrogram(y, n_fft, num_mels, sampling_rate, hop_size, win_size, fmin, fmax):
-    mel = librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax)
-    mel_basis = torch.from_numpy(mel).float()
-    window = torch.hann_window(win_size)
-    y = F.pad(y.unsqueeze(1), (int((n_fft - hop_size) / 2), int((n_fft - hop_size) / 2)), mode="reflect").squeeze(1)
-    spec = torch.stft(y, n_fft, hop_length=hop_size, win_length=win_size, window=window, center=False,
-                      pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
-    spec = torch.view_as_real(spec)
-    spec = torch.sqrt(spec.pow(2).sum(-1) + 1e-9)
-    spec = torch.matmul(mel_basis, spec)
-    return torch.log(torch.clamp(spec, min=1e-5))
+    cfg = dict(n_fft=n_fft, num_mels=num_mels, sampling_rate=sampling_rate, hop_size=hop_size,
+               win_size=win_size, fmin=fmin, fmax=fmax)
+    return MelFrontEnd(cfg, y.device)(y)
 
 
 def load_clip(seconds=None):
+    import soundfile as sf
     y, sr = sf.read(CLIP, dtype="float32")
     assert sr == AUDIO["sampling_rate"], sr
     if seconds:

@@ -24,8 +24,9 @@ val = m["validation"]
 test_src = open(os.path.join(ROOT, "tests", "tests", "distilled_model.rs")).read()
 bound = float(re.search(r"const ACHIEVED_RATIO_BOUND: f64 = ([0-9.]+);", test_src).group(1))
 runs = m.get("runs") or [{"steps": m["steps_total"], "minutes": m["minutes"], "threads": 2, "schedule": "constant"}]
-history = "; ".join(f"{r['steps']} steps in {r['minutes']:.0f} min on {r['threads']} CPU thread{'s' if r['threads'] > 1 else ''} "
-                    f"({r['schedule']} learning rate)" for r in runs)
+history = "; ".join(f"{r['steps']} steps in {r['minutes']:.0f} min on "
+                    + (r["device"] if "device" in r else f"{r['threads']} CPU thread{'s' if r['threads'] > 1 else ''}")
+                    + f" ({r['schedule']} learning rate)" for r in runs)
 mean = lambda k, rows: sum(r[k] for r in rows) / len(rows)
 text = f"""## Metrics
 

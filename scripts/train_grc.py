@@ -12,6 +12,14 @@ languages, pitches and speeds. Random 0.5 s segments, random gain.
 Input: the exact reference mel (same as vocoder/src/mel.rs). Targets: the teacher's waveform for
 the same mel (waveform L1 + multi-resolution STFT) and the input mel (mel L1).
 Deterministic seed; losses are logged to <out>.log.jsonl; validation metrics to <out>.metrics.json.
+
+On a GPU machine (no librosa, espeak-ng, ../shared or network there), the same student trains with
+the teacher run on every batch and continuous pitch augmentation:
+
+    python3 scripts/train_grc.py --synthetic 64 --write-bundle .gpu          # here: 46 MB to carry
+    python3 scripts/train_grc.py --bundle .gpu --device cuda --resume models/grc_mrf_distilled.safetensors \
+        --batch 32 --minutes 2 --lr 2e-4 --lr-floor 0.05 --augment 0.7,0.8,0.89,1.12,1.25,1.4,1.6 \
+        --out $OUT/grc.safetensors                                          # there
 """
 import argparse
 import json
@@ -23,15 +31,13 @@ import sys
 import tempfile
 import time
 
-import librosa
 import numpy as np
-import soundfile as sf
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import Generator, GRCGenerator, mel_spectrogram  # noqa: E402
+from make_fixtures import Generator, GRCGenerator, MelFrontEnd  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SR = 22050
@@ -48,11 +54,6 @@ def load_teacher(path):
     return t.eval(), cfg
 
 
-def mel_of(y, cfg):
-    return mel_spectrogram(y, cfg["n_fft"], cfg["num_mels"], cfg["sampling_rate"], cfg["hop_size"],
-                           cfg["win_size"], cfg["fmin"], cfg["fmax"])
-
-
 def read_manifest():
     rows = []
     with open(os.path.join(ROOT, "scripts", "train_manifest.tsv")) as f:
@@ -64,6 +65,8 @@ def read_manifest():
 
 
 def load_wav(path):
+    import librosa
+    import soundfile as sf
     y, sr = sf.read(path, dtype="float32", always_2d=True)
     y = y.mean(axis=1)
     if sr != SR:
@@ -102,9 +105,9 @@ def espeak_corpus(n, seed):
 
 
 class MRSTFT:
-    def __init__(self):
+    def __init__(self, dev="cpu"):
         self.res = [(512, 128, 512), (1024, 256, 1024), (2048, 512, 2048), (256, 64, 256)]
-        self.windows = {w: torch.hann_window(w) for _, _, w in self.res}
+        self.windows = {w: torch.hann_window(w, device=dev) for _, _, w in self.res}
 
     def __call__(self, x, y):
         loss = 0.0
@@ -117,31 +120,47 @@ class MRSTFT:
         return loss / len(self.res)
 
 
-def evaluate(model, teacher, clips, cfg, mrstft, teacher_out=None):
+def evaluate(model, teacher, clips, mel_fn, mrstft, teacher_out=None):
     """Per clip: log-mel L1 and MR-STFT distance of student and teacher outputs to the input.
     `teacher_out`: precomputed teacher waveforms (same order), else the teacher runs."""
     rows = []
+    dev = mel_fn.basis.device
     with torch.no_grad():
         for i, (name, y) in enumerate(clips):
-            y = torch.from_numpy(y).unsqueeze(0)
-            mel = mel_of(y, cfg)
-            n = min(mel.shape[-1] * cfg["hop_size"], y.shape[-1])
+            y = torch.from_numpy(y).unsqueeze(0).to(dev)
+            mel = mel_fn(y)
+            n = min(mel.shape[-1] * mel_fn.hop, y.shape[-1])
             ref = y[:, :n]
             s = model(mel).squeeze(1)[:, :n]
             if teacher_out is not None:
-                t = torch.from_numpy(teacher_out[i][:n]).unsqueeze(0)
+                t = torch.from_numpy(teacher_out[i][:n]).unsqueeze(0).to(dev)
                 n = min(n, t.shape[-1])
                 ref, s, t = ref[:, :n], s[:, :n], t[:, :n]
             else:
                 t = teacher(mel).squeeze(1)[:, :n]
             row = {"clip": name}
             for tag, out in (("student", s), ("teacher", t)):
-                m = mel_of(out, cfg)
+                m = mel_fn(out)
                 k = min(m.shape[-1], mel.shape[-1])
                 row[f"{tag}_mel_l1"] = float(F.l1_loss(m[..., :k], mel[..., :k]))
                 row[f"{tag}_mrstft"] = float(mrstft(out, ref))
             rows.append(row)
     return rows
+
+
+def distill_loss(student, mel_fn, mrstft, x, target):
+    """The student's loss on input segments `x` [B, N] with the teacher's waveforms `target`.
+    The log-mel distance is what the model is judged on; MR-STFT and the teacher waveform keep
+    phase and fine structure honest."""
+    with torch.no_grad():
+        mel = mel_fn(x)
+    out = student(mel).squeeze(1)
+    l_mel = F.l1_loss(mel_fn(out), mel)
+    l_stft = mrstft(out, target)
+    l_wav = F.l1_loss(out, target)
+    loss = 10.0 * l_mel + 2.0 * l_stft + 5.0 * l_wav
+    # Tensors, not floats: reading them waits for the GPU, so only the steps that log do.
+    return loss, {"mel_l1": l_mel.detach(), "mrstft": l_stft.detach(), "wav_l1": l_wav.detach()}
 
 
 def pieces(y, piece=8 * SR):
@@ -174,6 +193,187 @@ def export(model, cfg, path, meta):
     os.replace(tmp, path)
 
 
+def student_config(tcfg, channels):
+    """The GRC-MRF student's config: the teacher's audio front end and upsampling, GRC kernels 3/5/7."""
+    cfg = {k: tcfg[k] for k in ("upsample_rates", "upsample_kernel_sizes", "sampling_rate", "n_fft",
+                                 "hop_size", "win_size", "num_mels", "fmin", "fmax")}
+    cfg.update(resblock="grc", grc_kernel_sizes=[3, 5, 7], upsample_initial_channel=channels, lrelu_slope=0.1)
+    return cfg
+
+
+def new_student(cfg, resume, dev):
+    """(student, its step count, parameter count): fresh, or the weights of `resume` (same config)."""
+    student = GRCGenerator(cfg).to(dev)
+    step0 = 0
+    if resume:
+        from safetensors import safe_open
+        student.load_state_dict(load_file(resume), strict=True)
+        with safe_open(resume, "pt") as f:
+            step0 = json.loads(f.metadata()["training"]).get("step", 0)
+        print(f"resumed from {resume} at step {step0}", flush=True)
+    n_params = sum(p.numel() for p in student.parameters())
+    print(f"student: {n_params} parameters ({n_params * 4 / 1e6:.1f} MB as f32)", flush=True)
+    return student, step0, n_params
+
+
+def lr_factor(steps_done, seconds, minutes, floor, warmup=200):
+    """Linear warm-up over `warmup` steps, then (floor < 1) a cosine decay over `minutes` of wall
+    clock down to `floor`."""
+    warm = min(1.0, (steps_done + 1) / warmup)
+    if floor >= 1.0:
+        return warm
+    frac = min(1.0, seconds / max(minutes * 60, 1.0))
+    return warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def write_bundle(path, teacher_path, train_real, synth, val, mel_fn):
+    """What `--bundle` training needs, small enough to carry to a GPU machine that has no librosa,
+    no espeak-ng, no ../shared and no network: the teacher rounded to fp16 (27.9 MB instead of
+    55.7; on the validation clips its log-mel differs from the f32 teacher's by 0.0007, against
+    the 0.27 both are from the input), the mel filter bank, and the clips at 22.05 kHz (training
+    clips as fp16, validation as f32)."""
+    from safetensors import safe_open
+    os.makedirs(path, exist_ok=True)
+    with safe_open(teacher_path, "pt") as f:
+        meta = f.metadata()
+    save_file({k: v.half().contiguous() for k, v in load_file(teacher_path).items()},
+              os.path.join(path, "teacher.f16.safetensors"), metadata=meta)
+    arrays = {"mel_basis": mel_fn.basis.cpu().numpy(), "val_names": np.array([n for n, _ in val])}
+    arrays.update({f"real{i}": y.astype(np.float16) for i, (_, y) in enumerate(train_real)})
+    arrays.update({f"synth{i}": y.astype(np.float16) for i, y in enumerate(synth)})
+    arrays.update({f"val{i}": y.astype(np.float32) for i, (_, y) in enumerate(val)})
+    np.savez(os.path.join(path, "data.npz"), **arrays)
+    print(f"bundle: {path} ({len(train_real)} real, {len(synth)} synthetic, {len(val)} validation clips)")
+
+
+def read_bundle(path):
+    """(mel filter bank, real training clips, synthetic clips, [(name, validation clip)])."""
+    z = np.load(os.path.join(path, "data.npz"))
+
+    def series(tag):
+        n = sum(1 for k in z.files if k.startswith(tag) and k[len(tag):].isdigit())
+        return [z[f"{tag}{i}"].astype(np.float32) for i in range(n)]
+    return z["mel_basis"], series("real"), series("synth"), list(zip(z["val_names"].tolist(), series("val")))
+
+
+def augment_groups(spec):
+    """'0.8,0.89;1.4' -> [[0.8, 0.89], [1.4]]"""
+    groups = [[float(f) for f in g.split(",") if f.strip()] for g in spec.split(";")]
+    return [g for g in groups if g]
+
+
+def pitch_shifted(y, factor):
+    """`y` resampled so that, played at the same rate, pitch and tempo scale by `factor` (a faster
+    or slower tape). Polyphase resampling (scipy), for `--bundle` training: the GPU machine has no
+    soxr (the CPU path's cached pieces were resampled with librosa's soxr_hq; either is fine for
+    augmentation, the teacher vocodes whatever comes out)."""
+    if factor == 1.0:
+        return y
+    from fractions import Fraction
+    from scipy.signal import resample_poly
+    r = Fraction(1 / factor).limit_denominator(64)
+    return resample_poly(y, r.numerator, r.denominator).astype(np.float32)
+
+
+def validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log):
+    """(worst clip's student/teacher log-mel ratio, mean student log-mel L1) on the validation clips,
+    logged. Tuples compare in that order: the target holds per clip, so the worst clip decides."""
+    student.eval()
+    rows = evaluate(student, teacher, val, mel_fn, mrstft, teacher_out=val_teacher)
+    student.train()
+    ratios = [r["student_mel_l1"] / r["teacher_mel_l1"] for r in rows]
+    rec = {"step": step, "val_worst_ratio": max(ratios), "val_ratios": [round(r, 4) for r in ratios],
+           "val_student_mel_l1": float(np.mean([r["student_mel_l1"] for r in rows]))}
+    log.write(json.dumps(rec) + "\n")
+    log.flush()
+    print(rec, flush=True)
+    return (max(ratios), rec["val_student_mel_l1"])
+
+
+def train_online(args):
+    """Training from a bundle (`--write-bundle`) on a GPU, where the teacher is cheap enough to run
+    on every batch: every segment gets a fresh crop, gain and pitch factor and its own teacher
+    target (the CPU path reuses a fixed teacher cache instead). Exports the best validation step
+    (the score is the worst clip's student/teacher log-mel ratio: the target holds per clip) to
+    --out and the last step to <out>.last.safetensors; the log goes to <out>.log.jsonl."""
+    dev = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    rng = np.random.default_rng(args.seed)
+    teacher, tcfg = load_teacher(os.path.join(args.bundle, "teacher.f16.safetensors"))
+    teacher = teacher.to(dev)
+    cfg = student_config(tcfg, args.channels)
+    basis, real, synth, val = read_bundle(args.bundle)
+    mel_fn = MelFrontEnd(cfg, dev, basis=basis)
+    mrstft = MRSTFT(dev)
+    student, step0, _ = new_student(cfg, args.resume, dev)
+    t0 = time.time()
+    # The pool: every real clip at every pitch factor (the unshifted ones count twice), and the
+    # synthetic clips as they are (espeak-ng already varies the pitch).
+    factors = [1.0] + [f for group in augment_groups(args.augment) for f in group]
+    pool = [(pitch_shifted(y, f), 2.0 if f == 1.0 else 1.0) for f in factors for y in real]
+    pool += [(y, 1.0) for y in synth]
+    pool = [(np.pad(y, (0, max(0, SEG + 1 - len(y)))), w) for y, w in pool]
+    clips = [torch.from_numpy(y).to(dev) for y, _ in pool]
+    peaks = np.array([max(float(np.abs(y).max()), 1e-4) for y, _ in pool])
+    weights = np.array([len(y) * w for y, w in pool])
+    probs = weights / weights.sum()
+    print(f"pool: {len(pool)} clips, {sum(len(y) for y, _ in pool) / SR:.0f} s, factors {factors}, "
+          f"{time.time() - t0:.1f} s", flush=True)
+    with torch.no_grad():
+        val_teacher = [teacher(mel_fn(torch.from_numpy(y).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
+                       for _, y in val]
+    log = open(args.out + ".log.jsonl", "w")
+    step = step0
+    meta = {"seed": args.seed, "augment": args.augment, "online_teacher": True, "batch": args.batch}
+
+    def validate():
+        return validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
+
+    best = validate()
+    export(student, cfg, args.out, {**meta, "step": step})
+    opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
+    start = time.time()
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda _: lr_factor(step - step0, time.time() - start, args.minutes, args.lr_floor, warmup=300))
+    deadline = start + args.minutes * 60
+    while time.time() < deadline and step - step0 < args.max_steps:
+        idx = rng.choice(len(pool), size=args.batch, p=probs)
+        segs = []
+        for i in idx:
+            o = int(rng.integers(0, len(clips[i]) - SEG + 1))
+            segs.append(clips[i][o:o + SEG])
+        gains = np.minimum(rng.uniform(0.1, 0.95, size=args.batch) / peaks[idx], 30.0)
+        x = torch.stack(segs) * torch.from_numpy(gains.astype(np.float32)).to(dev)[:, None]
+        with torch.no_grad():
+            target = teacher(mel_fn(x)).squeeze(1)[:, :SEG]
+        loss, parts = distill_loss(student, mel_fn, mrstft, x, target)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 100 == 0:
+            rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"],
+                   "loss": float(loss), **{k: float(v) for k, v in parts.items()}}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            print(rec, flush=True)
+        if step % args.eval_every == 0:
+            score = validate()
+            if score < best:
+                best = score
+                export(student, cfg, args.out, {**meta, "step": step})
+    score = validate()
+    if score < best:
+        best = score
+        export(student, cfg, args.out, {**meta, "step": step})
+    export(student, cfg, args.out[: -len(".safetensors")] + ".last.safetensors", {**meta, "step": step})
+    print(f"done: {step - step0} steps in {time.time() - start:.0f} s; best (worst ratio, mean) {best}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--teacher", default=os.path.join(ROOT, "models", "hifigan_v1_universal.safetensors"))
@@ -192,10 +392,16 @@ def main():
     ap.add_argument("--lr-floor", type=float, default=1.0,
                     help="cosine-decay the learning rate over --minutes down to lr * this (1.0: constant)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--write-bundle", metavar="DIR",
+                    help="write what --bundle training needs (fp16 teacher, clips, mel filter bank) and stop")
+    ap.add_argument("--bundle", metavar="DIR",
+                    help="train from a --write-bundle folder with the teacher run on every batch (GPU)")
+    ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--augment", default="",
                     help="comma-separated pitch factors, e.g. 0.8,0.89,1.12,1.25: every real training "
                          "clip is also resampled by each (pitch and tempo scale together, like a "
-                         "faster or slower tape) and vocoded by the teacher once more")
+                         "faster or slower tape) and vocoded by the teacher once more; groups "
+                         "separated by ';' (e.g. '0.8,0.89,1.12,1.25;1.4,1.6') are cached separately")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -203,22 +409,13 @@ def main():
     np.random.seed(args.seed)
     dev = torch.device(args.device)
 
+    if args.bundle:
+        return train_online(args)
     teacher, tcfg = load_teacher(args.teacher)
     teacher = teacher.to(dev)
-    cfg = {k: tcfg[k] for k in ("upsample_rates", "upsample_kernel_sizes", "sampling_rate", "n_fft",
-                                 "hop_size", "win_size", "num_mels", "fmin", "fmax")}
-    cfg.update(resblock="grc", grc_kernel_sizes=[3, 5, 7], upsample_initial_channel=args.channels,
-               lrelu_slope=0.1)
-    student = GRCGenerator(cfg).to(dev)
-    step0 = 0
-    if args.resume:
-        from safetensors import safe_open
-        student.load_state_dict(load_file(args.resume), strict=True)
-        with safe_open(args.resume, "pt") as f:
-            step0 = json.loads(f.metadata()["training"]).get("step", 0)
-        print(f"resumed from {args.resume} at step {step0}", flush=True)
-    n_params = sum(p.numel() for p in student.parameters())
-    print(f"student: {n_params} parameters ({n_params * 4 / 1e6:.1f} MB as f32)", flush=True)
+    cfg = student_config(tcfg, args.channels)
+    mel_fn = MelFrontEnd(cfg, dev)
+    student, step0, n_params = new_student(cfg, args.resume, dev)
 
     manifest = read_manifest()
     shared = os.path.join(ROOT, "..", "shared", "speech")
@@ -232,14 +429,16 @@ def main():
     total = sum(len(y) for y in train) / SR
     print(f"train: {len(train_real)} real clips + {len(synth)} synthetic = {total:.0f} s; "
           f"validation: {len(val)} clips", flush=True)
+    if args.write_bundle:
+        return write_bundle(args.write_bundle, args.teacher, train_real, synth, val, mel_fn)
 
-    # The teacher is fixed: vocode every training clip once, at two gains (random gain per
-    # variant), and cut aligned (input, teacher) segments from those. The teacher costs ~60x the
+    # The teacher is fixed: vocode every training clip once per --gains variant (a random gain
+    # each), and cut aligned (input, teacher) segments from those. The teacher costs ~60x the
     # student, so this is what makes CPU training feasible.
     def vocoded(x):
         """(input, teacher output) trimmed to the same length."""
         with torch.no_grad():
-            t = teacher(mel_of(torch.from_numpy(x).unsqueeze(0).to(dev), cfg)).squeeze().cpu().numpy()
+            t = teacher(mel_fn(torch.from_numpy(x).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
         n = min(len(x), len(t))
         return x[:n], t[:n]
 
@@ -256,21 +455,28 @@ def main():
                 print(f"teacher: {i + 1}/{len(train)} clips, {time.time() - t0:.0f} s", flush=True)
         save_pairs(cache, pairs)
     print(f"teacher targets for {len(pairs)} clip variants in {time.time() - t0:.0f} s", flush=True)
+    # Gain variants per clip as the cache was built (the committed cache has one: --gains 1).
+    if len(pairs) % len(train):
+        sys.exit(f"{cache} holds {len(pairs)} clips, not a multiple of the {len(train)} training clips: "
+                 "it was built from other data (--synthetic?)")
+    gains = len(pairs) // len(train)
     # Pitch augmentation: the student generalises worst on voices whose pitch the training set
     # lacks (its error on unseen voices sits in voiced frames and the lowest mel bands: energy
     # between the harmonics). Resampled copies of the real clips put every speaker at several new pitches.
     # Appended after the base pairs, so the base pairs keep their indices (the final metrics
     # read the real clips from the front of `pairs`).
-    factors = [float(f) for f in args.augment.split(",") if f.strip()]
-    if factors:
+    # Each ';'-separated group of factors has its own cache (and random draws), so a later run
+    # can add pitches without redoing the groups already vocoded.
+    for g, group in enumerate(augment_groups(args.augment)):
         t1 = time.time()
-        aug_cache = args.out + ".teacher-cache.aug-" + "-".join(f"{f:g}" for f in factors) + ".npz"
+        aug_cache = args.out + ".teacher-cache.aug-" + "-".join(f"{f:g}" for f in group) + ".npz"
         if os.path.exists(aug_cache):
             aug = load_pairs(aug_cache)
         else:
+            import librosa
             aug = []
-            rng = np.random.default_rng(args.seed + 1)
-            for f in factors:
+            rng = np.random.default_rng(args.seed + 1 + g)
+            for f in group:
                 for _, y in train_real:
                     yy = librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / f)), res_type="soxr_hq")
                     aug += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
@@ -280,31 +486,24 @@ def main():
         print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
               f"in {time.time() - t1:.0f} s", flush=True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
-    mrstft = MRSTFT()
+    mrstft = MRSTFT(dev)
     log = open(args.out + ".log.jsonl", "a" if (args.eval_only or args.resume) else "w")
     start = time.time()
     step = step0
     # The teacher's validation outputs never change: computed once, not at every evaluation.
     with torch.no_grad():
-        val_teacher = [teacher(mel_of(torch.from_numpy(y).unsqueeze(0).to(dev), cfg)).squeeze().cpu().numpy()
+        val_teacher = [teacher(mel_fn(torch.from_numpy(y).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
                        for _, y in val]
 
-    def lr_factor(_):
-        warm = min(1.0, (step - step0 + 1) / 200)
-        if args.lr_floor >= 1.0:
-            return warm
-        frac = min(1.0, (time.time() - start) / max(args.minutes * 60, 1.0))
-        return warm * (args.lr_floor + (1 - args.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda _: lr_factor(step - step0, time.time() - start, args.minutes, args.lr_floor))
     lengths = np.array([len(y) for y, _ in pairs], dtype=np.float64)
     probs = lengths / lengths.sum()
     best = None
+    meta = {"seed": args.seed, "augment": args.augment}
     if args.resume and not args.eval_only:
-        rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
-        best = float(np.mean([r["student_mel_l1"] for r in rows]))
-        export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
-        print({"step": step, "val_student_mel_l1": best}, flush=True)
+        best = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
+        export(student, cfg, args.out, {**meta, "step": step})
     deadline = start + args.minutes * 60
     if args.eval_only:
         deadline = 0
@@ -320,16 +519,7 @@ def main():
             tgts.append(t[o:o + SEG])
         x = torch.from_numpy(np.stack(segs)).to(dev)
         target = torch.from_numpy(np.stack(tgts)).to(dev)
-        with torch.no_grad():
-            mel = mel_of(x, cfg)
-        out = student(mel).squeeze(1)
-        mel_out = mel_of(out, cfg)
-        l_mel = F.l1_loss(mel_out, mel)
-        l_stft = mrstft(out, target)
-        l_wav = F.l1_loss(out, target)
-        # The log-mel distance is what the model is judged on; MR-STFT and the teacher waveform
-        # keep phase and fine structure honest.
-        loss = 10.0 * l_mel + 2.0 * l_stft + 5.0 * l_wav
+        loss, parts = distill_loss(student, mel_fn, mrstft, x, target)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
@@ -338,40 +528,32 @@ def main():
         step += 1
         if step % 25 == 0:
             rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"], "loss": float(loss),
-                   "mel_l1": float(l_mel), "mrstft": float(l_stft), "wav_l1": float(l_wav)}
+                   **{k: float(v) for k, v in parts.items()}}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(rec, flush=True)
         if step % 500 == 0:
-            student.eval()
-            rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
-            student.train()
-            score = float(np.mean([r["student_mel_l1"] for r in rows]))
-            print({"step": step, "val_student_mel_l1": score,
-                   "val_teacher_mel_l1": float(np.mean([r["teacher_mel_l1"] for r in rows]))}, flush=True)
+            score = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
             if best is None or score < best:
                 best = score
-                export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
+                export(student, cfg, args.out, {**meta, "step": step})
     if not args.eval_only:
-        student.eval()
-        rows = evaluate(student, teacher, val, cfg, mrstft, teacher_out=val_teacher)
-        score = float(np.mean([r["student_mel_l1"] for r in rows]))
+        score = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
         if best is None or score < best:
-            export(student, cfg, args.out, {"step": step, "seed": args.seed, "augment": args.augment})
+            export(student, cfg, args.out, {**meta, "step": step})
     # Final metrics of the exported model on validation and on every shared clip.
-    final, _ = None, None
     from safetensors import safe_open
-    model = GRCGenerator(cfg)
+    model = GRCGenerator(cfg).to(dev)
     model.load_state_dict(load_file(args.out), strict=True)
     model.eval()
     with safe_open(args.out, "pt") as f:
         meta = json.loads(f.metadata()["training"])
-    val_rows = evaluate(model, teacher, val, cfg, mrstft)
+    val_rows = evaluate(model, teacher, val, mel_fn, mrstft)
     # Every other shared clip (its training pieces), against the cached teacher outputs.
     names = [n for n, y in train_real for _ in pieces(y)]
     n_real = len(names)
-    real_pairs = pairs[: n_real * args.gains: args.gains]
-    train_rows = evaluate(model, teacher, [(nm, x) for nm, (x, _) in zip(names, real_pairs)], cfg, mrstft,
+    real_pairs = pairs[: n_real * gains: gains]
+    train_rows = evaluate(model, teacher, [(nm, x) for nm, (x, _) in zip(names, real_pairs)], mel_fn, mrstft,
                           teacher_out=[t for _, t in real_pairs])
     if args.eval_only:
         log_path = args.out + ".log.jsonl"

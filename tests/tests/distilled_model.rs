@@ -3,7 +3,7 @@
 //! teacher on the held-out validation clips (each clip, not only on average).
 //!
 //! The target is a student within 1.5x of the teacher's log-mel L1; this model reaches
-//! 1.16-1.67x (mean 1.39x; three of the four clips within 1.5x, the female ARCTIC voice not; see
+//! 1.09-1.55x (mean 1.30x; three of the four clips within 1.5x, the female ARCTIC voice not; see
 //! models/MODEL_CARD.md). The bound below guards what was achieved, so a regression fails; tighten
 //! it to 1.5 when a better student lands.
 
@@ -47,9 +47,9 @@ fn mel_l1(front: &MelFrontEnd, input_mel: &[f32], frames: usize, out: &[f32]) ->
     acc / (bins * n) as f64
 }
 
-/// Per clip, student log-mel L1 <= this x the teacher's (measured here: 1.16-1.67, mean 1.39;
-/// earlier exports: 1.47-2.07, and 2.06-2.42 before that).
-const ACHIEVED_RATIO_BOUND: f64 = 1.75;
+/// Per clip, student log-mel L1 <= this x the teacher's (measured here: 1.09-1.55, mean 1.30;
+/// earlier exports: 1.16-1.67, 1.47-2.07, and 2.06-2.42 before that).
+const ACHIEVED_RATIO_BOUND: f64 = 1.6;
 
 #[test]
 fn distilled_student_loads_is_healthy_and_stays_within_the_achieved_bound_of_the_teacher() {
