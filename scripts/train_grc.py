@@ -163,6 +163,23 @@ def distill_loss(student, mel_fn, mrstft, x, target):
     return loss, {"mel_l1": l_mel.detach(), "mrstft": l_stft.detach(), "wav_l1": l_wav.detach()}
 
 
+def optimise(student, opt, sched, mel_fn, mrstft, x, target, log, step, start):
+    """One optimiser step on `distill_loss` (gradient norm clipped to 10); with `log`, the losses of
+    this step (numbered `step`) are written there and printed."""
+    loss, parts = distill_loss(student, mel_fn, mrstft, x, target)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
+    opt.step()
+    sched.step()
+    if log is not None:
+        rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"],
+               "loss": float(loss.detach()), **{k: float(v) for k, v in parts.items()}}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        print(rec, flush=True)
+
+
 def pieces(y, piece=8 * SR):
     """Long recordings are cut into <= 8 s pieces (bounded memory for the teacher pass); pieces
     shorter than one training segment are dropped."""
@@ -348,19 +365,9 @@ def train_online(args):
         x = torch.stack(segs) * torch.from_numpy(gains.astype(np.float32)).to(dev)[:, None]
         with torch.no_grad():
             target = teacher(mel_fn(x)).squeeze(1)[:, :SEG]
-        loss, parts = distill_loss(student, mel_fn, mrstft, x, target)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
-        opt.step()
-        sched.step()
+        # (`step` counts on after the update: the learning-rate schedule reads it during sched.step())
+        optimise(student, opt, sched, mel_fn, mrstft, x, target, log if (step + 1) % 100 == 0 else None, step + 1, start)
         step += 1
-        if step % 100 == 0:
-            rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"],
-                   "loss": float(loss), **{k: float(v) for k, v in parts.items()}}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
         if step % args.eval_every == 0:
             score = validate()
             if score < best:
@@ -519,19 +526,9 @@ def main():
             tgts.append(t[o:o + SEG])
         x = torch.from_numpy(np.stack(segs)).to(dev)
         target = torch.from_numpy(np.stack(tgts)).to(dev)
-        loss, parts = distill_loss(student, mel_fn, mrstft, x, target)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 10.0)
-        opt.step()
-        sched.step()
+        # (`step` counts on after the update: the learning-rate schedule reads it during sched.step())
+        optimise(student, opt, sched, mel_fn, mrstft, x, target, log if (step + 1) % 25 == 0 else None, step + 1, start)
         step += 1
-        if step % 25 == 0:
-            rec = {"step": step, "seconds": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"], "loss": float(loss),
-                   **{k: float(v) for k, v in parts.items()}}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
         if step % 500 == 0:
             score = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
             if best is None or score < best:
