@@ -387,7 +387,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "models", "grc_mrf_distilled.safetensors"))
     ap.add_argument("--channels", type=int, default=128)
     ap.add_argument("--minutes", type=float, default=90)
-    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--max-steps", type=int, default=100000, help="optimiser steps in this run (at most)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--synthetic", type=int, default=96)
@@ -514,7 +514,7 @@ def main():
     deadline = start + args.minutes * 60
     if args.eval_only:
         deadline = 0
-    while time.time() < deadline and step < args.max_steps:
+    while time.time() < deadline and step - step0 < args.max_steps:
         segs, tgts = [], []
         hop = cfg["hop_size"]
         for _ in range(args.batch):
