@@ -279,17 +279,39 @@ def augment_groups(spec):
     return [g for g in groups if g]
 
 
-def pitch_shifted(y, factor):
+def pitch_shifted(y, factor, soxr=False):
     """`y` resampled so that, played at the same rate, pitch and tempo scale by `factor` (a faster
-    or slower tape). Polyphase resampling (scipy), for `--bundle` training: the GPU machine has no
-    soxr (the CPU path's cached pieces were resampled with librosa's soxr_hq; either is fine for
-    augmentation, the teacher vocodes whatever comes out)."""
+    or slower tape). `soxr`: librosa's soxr_hq (what the CPU path's caches were built with); else
+    scipy's polyphase filter (the GPU machine has no librosa or soxr). Either serves for
+    augmentation: the teacher vocodes whatever comes out."""
     if factor == 1.0:
         return y
+    if soxr:
+        import librosa
+        return librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / factor)), res_type="soxr_hq")
     from fractions import Fraction
     from scipy.signal import resample_poly
     r = Fraction(1 / factor).limit_denominator(64)
     return resample_poly(y, r.numerator, r.denominator).astype(np.float32)
+
+
+def teacher_output(teacher, mel_fn, x):
+    """The teacher's waveform for the mel of clip `x` (both numpy)."""
+    with torch.no_grad():
+        return teacher(mel_fn(torch.from_numpy(x).unsqueeze(0).to(mel_fn.basis.device))).squeeze().cpu().numpy()
+
+
+class BestExport:
+    """Exports the student to `path` whenever a validation score beats the best one seen."""
+
+    def __init__(self, student, cfg, path, meta):
+        self.student, self.cfg, self.path, self.meta = student, cfg, path, meta
+        self.best = None
+
+    def offer(self, score, step):
+        if self.best is None or score < self.best:
+            self.best = score
+            export(self.student, self.cfg, self.path, {**self.meta, "step": step})
 
 
 def validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log):
@@ -338,18 +360,16 @@ def train_online(args):
     probs = weights / weights.sum()
     print(f"pool: {len(pool)} clips, {sum(len(y) for y, _ in pool) / SR:.0f} s, factors {factors}, "
           f"{time.time() - t0:.1f} s", flush=True)
-    with torch.no_grad():
-        val_teacher = [teacher(mel_fn(torch.from_numpy(y).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
-                       for _, y in val]
+    val_teacher = [teacher_output(teacher, mel_fn, y) for _, y in val]
     log = open(args.out + ".log.jsonl", "w")
     step = step0
     meta = {"seed": args.seed, "augment": args.augment, "online_teacher": True, "batch": args.batch}
+    keeper = BestExport(student, cfg, args.out, meta)
 
     def validate():
-        return validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
+        keeper.offer(validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log), step)
 
-    best = validate()
-    export(student, cfg, args.out, {**meta, "step": step})
+    validate()
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
     start = time.time()
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -369,16 +389,10 @@ def train_online(args):
         optimise(student, opt, sched, mel_fn, mrstft, x, target, log if (step + 1) % 100 == 0 else None, step + 1, start)
         step += 1
         if step % args.eval_every == 0:
-            score = validate()
-            if score < best:
-                best = score
-                export(student, cfg, args.out, {**meta, "step": step})
-    score = validate()
-    if score < best:
-        best = score
-        export(student, cfg, args.out, {**meta, "step": step})
+            validate()
+    validate()
     export(student, cfg, args.out[: -len(".safetensors")] + ".last.safetensors", {**meta, "step": step})
-    print(f"done: {step - step0} steps in {time.time() - start:.0f} s; best (worst ratio, mean) {best}", flush=True)
+    print(f"done: {step - step0} steps in {time.time() - start:.0f} s; best (worst ratio, mean) {keeper.best}", flush=True)
 
 
 def main():
@@ -403,7 +417,7 @@ def main():
                     help="write what --bundle training needs (fp16 teacher, clips, mel filter bank) and stop")
     ap.add_argument("--bundle", metavar="DIR",
                     help="train from a --write-bundle folder with the teacher run on every batch (GPU)")
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--eval-every", type=int, default=500, help="validate (and keep the best export) every N steps")
     ap.add_argument("--augment", default="",
                     help="comma-separated pitch factors, e.g. 0.8,0.89,1.12,1.25: every real training "
                          "clip is also resampled by each (pitch and tempo scale together, like a "
@@ -444,8 +458,7 @@ def main():
     # student, so this is what makes CPU training feasible.
     def vocoded(x):
         """(input, teacher output) trimmed to the same length."""
-        with torch.no_grad():
-            t = teacher(mel_fn(torch.from_numpy(x).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
+        t = teacher_output(teacher, mel_fn, x)
         n = min(len(x), len(t))
         return x[:n], t[:n]
 
@@ -480,12 +493,11 @@ def main():
         if os.path.exists(aug_cache):
             aug = load_pairs(aug_cache)
         else:
-            import librosa
             aug = []
             rng = np.random.default_rng(args.seed + 1 + g)
             for f in group:
                 for _, y in train_real:
-                    yy = librosa.resample(y, orig_sr=SR, target_sr=int(round(SR / f)), res_type="soxr_hq")
+                    yy = pitch_shifted(y, f, soxr=True)
                     aug += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
                 print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
             save_pairs(aug_cache, aug)
@@ -498,19 +510,19 @@ def main():
     start = time.time()
     step = step0
     # The teacher's validation outputs never change: computed once, not at every evaluation.
-    with torch.no_grad():
-        val_teacher = [teacher(mel_fn(torch.from_numpy(y).unsqueeze(0).to(dev))).squeeze().cpu().numpy()
-                       for _, y in val]
+    val_teacher = [teacher_output(teacher, mel_fn, y) for _, y in val]
 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda _: lr_factor(step - step0, time.time() - start, args.minutes, args.lr_floor))
     lengths = np.array([len(y) for y, _ in pairs], dtype=np.float64)
     probs = lengths / lengths.sum()
-    best = None
-    meta = {"seed": args.seed, "augment": args.augment}
+    keeper = BestExport(student, cfg, args.out, {"seed": args.seed, "augment": args.augment})
+
+    def validate():
+        keeper.offer(validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log), step)
+
     if args.resume and not args.eval_only:
-        best = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
-        export(student, cfg, args.out, {**meta, "step": step})
+        validate()
     deadline = start + args.minutes * 60
     if args.eval_only:
         deadline = 0
@@ -529,15 +541,10 @@ def main():
         # (`step` counts on after the update: the learning-rate schedule reads it during sched.step())
         optimise(student, opt, sched, mel_fn, mrstft, x, target, log if (step + 1) % 25 == 0 else None, step + 1, start)
         step += 1
-        if step % 500 == 0:
-            score = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
-            if best is None or score < best:
-                best = score
-                export(student, cfg, args.out, {**meta, "step": step})
+        if step % args.eval_every == 0:
+            validate()
     if not args.eval_only:
-        score = validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log)
-        if best is None or score < best:
-            export(student, cfg, args.out, {**meta, "step": step})
+        validate()
     # Final metrics of the exported model on validation and on every shared clip.
     from safetensors import safe_open
     model = GRCGenerator(cfg).to(dev)
