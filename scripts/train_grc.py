@@ -3,12 +3,18 @@
 forward) trained as a student of the HiFi-GAN V1 universal teacher.
 
     pip install torch numpy librosa safetensors soundfile     (+ apt install espeak-ng)
+    pip install praat-parselmouth                              (only for --voices)
     python3 scripts/train_grc.py --teacher models/hifigan_v1_universal.safetensors \
         --minutes 90 --threads 1 --out models/grc_mrf_distilled.safetensors [--augment 0.8,0.89,1.12,1.25]
 
+The committed model's last run resumed from the previous export with
+    --threads 2 --synthetic 32 --gains 1 --augment "0.8,0.89,1.12,1.25;1.4,1.6" --voices 3 \
+    --lr 1e-4 --lr-floor 0.1 --minutes 75 --resume models/grc_mrf_distilled.safetensors
+
 Data: the real clips listed in scripts/train_manifest.tsv (from ../shared/speech, licenses there)
 minus the held-out validation clips, plus synthetic speech from espeak-ng in several voices,
-languages, pitches and speeds. Random 0.5 s segments, random gain.
+languages, pitches and speeds; optionally pitch-shifted copies (--augment) and new voices made
+with Praat's PSOLA "Change gender" (--voices). Random 0.5 s segments, random gain.
 Input: the exact reference mel (same as vocoder/src/mel.rs). Targets: the teacher's waveform for
 the same mel (waveform L1 + multi-resolution STFT) and the input mel (mel L1).
 Deterministic seed; losses are logged to <out>.log.jsonl; validation metrics to <out>.metrics.json.
@@ -295,6 +301,22 @@ def pitch_shifted(y, factor, soxr=False):
     return resample_poly(y, r.numerator, r.denominator).astype(np.float32)
 
 
+def voice_changed(y, rng):
+    """`y` as another voice: Praat's PSOLA "Change gender" (via parselmouth, a GPL tool used at
+    training time like espeak-ng; its output carries no license restriction) moves the median
+    pitch to a log-uniform draw in 140-300 Hz and scales the formants by 1.0-1.22 and the pitch
+    range by 0.8-1.5, keeping the duration. Unlike a resampled copy (`pitch_shifted`, which
+    moves formants and pitch together: a chipmunk), this keeps speech natural and makes voices the
+    real clips lack: most of them are male (median 92-142 Hz), most validation clips female."""
+    import parselmouth
+    from parselmouth.praat import call
+    snd = parselmouth.Sound(y.astype(np.float64), sampling_frequency=SR)
+    pitch = float(np.exp(rng.uniform(np.log(140.0), np.log(300.0))))
+    formant, spread = rng.uniform(1.0, 1.22), rng.uniform(0.8, 1.5)
+    out = call(snd, "Change gender", 75, 600, formant, pitch, spread, 1.0)
+    return out.values[0].astype(np.float32)
+
+
 def teacher_output(teacher, mel_fn, x):
     """The teacher's waveform for the mel of clip `x` (both numpy)."""
     with torch.no_grad():
@@ -423,6 +445,9 @@ def main():
                          "clip is also resampled by each (pitch and tempo scale together, like a "
                          "faster or slower tape) and vocoded by the teacher once more; groups "
                          "separated by ';' (e.g. '0.8,0.89,1.12,1.25;1.4,1.6') are cached separately")
+    ap.add_argument("--voices", type=int, default=0,
+                    help="new voices per real training clip (Praat PSOLA pitch and formant change, "
+                         "needs praat-parselmouth), vocoded by the teacher once and cached")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -451,7 +476,11 @@ def main():
     print(f"train: {len(train_real)} real clips + {len(synth)} synthetic = {total:.0f} s; "
           f"validation: {len(val)} clips", flush=True)
     if args.write_bundle:
-        return write_bundle(args.write_bundle, args.teacher, train_real, synth, val, mel_fn)
+        # With --voices, the new voices travel as more real clips (the GPU machine has no Praat,
+        # and adds its own crops, gains and pitch factors to them).
+        rng = np.random.default_rng(args.seed + 100)
+        voices = [(f"{n} (voice {v + 1})", voice_changed(y, rng)) for v in range(args.voices) for n, y in train_real]
+        return write_bundle(args.write_bundle, args.teacher, train_real + voices, synth, val, mel_fn)
 
     # The teacher is fixed: vocode every training clip once per --gains variant (a random gain
     # each), and cut aligned (input, teacher) segments from those. The teacher costs ~60x the
@@ -504,6 +533,25 @@ def main():
         pairs += aug
         print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
               f"in {time.time() - t1:.0f} s", flush=True)
+    # Voice augmentation: --voices new voices per real training clip (see `voice_changed`),
+    # vocoded by the teacher once and cached (the cache name holds the count).
+    if args.voices:
+        t1 = time.time()
+        voice_cache = args.out + f".teacher-cache.voices-{args.voices}.npz"
+        if os.path.exists(voice_cache):
+            voiced = load_pairs(voice_cache)
+        else:
+            voiced = []
+            rng = np.random.default_rng(args.seed + 100)
+            for v in range(args.voices):
+                for _, y in train_real:
+                    yy = voice_changed(y, rng)
+                    voiced += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
+                print(f"teacher: voice set {v + 1}/{args.voices} done, {time.time() - t1:.0f} s", flush=True)
+            save_pairs(voice_cache, voiced)
+        pairs += voiced
+        print(f"voices: {len(voiced)} voice-changed pieces ({sum(len(x) for x, _ in voiced) / SR:.0f} s) "
+              f"in {time.time() - t1:.0f} s", flush=True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
     mrstft = MRSTFT(dev)
     log = open(args.out + ".log.jsonl", "a" if (args.eval_only or args.resume) else "w")
@@ -516,7 +564,7 @@ def main():
         opt, lambda _: lr_factor(step - step0, time.time() - start, args.minutes, args.lr_floor))
     lengths = np.array([len(y) for y, _ in pairs], dtype=np.float64)
     probs = lengths / lengths.sum()
-    keeper = BestExport(student, cfg, args.out, {"seed": args.seed, "augment": args.augment})
+    keeper = BestExport(student, cfg, args.out, {"seed": args.seed, "augment": args.augment, "voices": args.voices})
 
     def validate():
         keeper.offer(validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log), step)
