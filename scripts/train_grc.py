@@ -313,8 +313,31 @@ def voice_changed(y, rng):
     snd = parselmouth.Sound(y.astype(np.float64), sampling_frequency=SR)
     pitch = float(np.exp(rng.uniform(np.log(140.0), np.log(300.0))))
     formant, spread = rng.uniform(1.0, 1.22), rng.uniform(0.8, 1.5)
+    # PSOLA draws random numbers (for unvoiced stretches) from Praat's own generator: seeded from
+    # this voice's draws (not from `rng`, whose sequence stays as it was), so a cache rebuilds.
+    parselmouth.praat.run(f"random_initializeWithSeedUnsafelyButPredictably ({int(pitch * 1e6)})")
     out = call(snd, "Change gender", 75, 600, formant, pitch, spread, 1.0)
     return out.values[0].astype(np.float32)
+
+
+def teacher_variants(cache, seed, variants, transform, clips, vocoded, what):
+    """Every clip of `clips` ([(name, audio)]) under each variant (`transform(y, variant, rng)`),
+    at a random peak gain, cut into pieces and vocoded by the teacher (`vocoded`), in that order;
+    loaded from `cache` when it exists, else built and saved there. The draws come from a
+    generator seeded with `seed`, so a cache can be rebuilt byte for byte."""
+    t1 = time.time()
+    if os.path.exists(cache):
+        out = load_pairs(cache)
+    else:
+        out = []
+        rng = np.random.default_rng(seed)
+        for v in variants:
+            for _, y in clips:
+                out += [vocoded(x) for x in pieces(with_random_gain(transform(y, v, rng), rng.uniform(0.1, 0.95)))]
+            print(f"teacher: {what}{v:g} done, {time.time() - t1:.0f} s", flush=True)
+        save_pairs(cache, out)
+    print(f"{what}*: {len(out)} pieces ({sum(len(x) for x, _ in out) / SR:.0f} s) in {time.time() - t1:.0f} s", flush=True)
+    return out
 
 
 def teacher_output(teacher, mel_fn, x):
@@ -517,41 +540,15 @@ def main():
     # Each ';'-separated group of factors has its own cache (and random draws), so a later run
     # can add pitches without redoing the groups already vocoded.
     for g, group in enumerate(augment_groups(args.augment)):
-        t1 = time.time()
         aug_cache = args.out + ".teacher-cache.aug-" + "-".join(f"{f:g}" for f in group) + ".npz"
-        if os.path.exists(aug_cache):
-            aug = load_pairs(aug_cache)
-        else:
-            aug = []
-            rng = np.random.default_rng(args.seed + 1 + g)
-            for f in group:
-                for _, y in train_real:
-                    yy = pitch_shifted(y, f, soxr=True)
-                    aug += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
-                print(f"teacher: pitch x{f:g} done, {time.time() - t1:.0f} s", flush=True)
-            save_pairs(aug_cache, aug)
-        pairs += aug
-        print(f"augmented: {len(aug)} pitch-shifted pieces ({sum(len(x) for x, _ in aug) / SR:.0f} s) "
-              f"in {time.time() - t1:.0f} s", flush=True)
+        pairs += teacher_variants(aug_cache, args.seed + 1 + g, group, lambda y, f, rng: pitch_shifted(y, f, soxr=True),
+                                  train_real, vocoded, "pitch x")
     # Voice augmentation: --voices new voices per real training clip (see `voice_changed`),
     # vocoded by the teacher once and cached (the cache name holds the count).
     if args.voices:
-        t1 = time.time()
         voice_cache = args.out + f".teacher-cache.voices-{args.voices}.npz"
-        if os.path.exists(voice_cache):
-            voiced = load_pairs(voice_cache)
-        else:
-            voiced = []
-            rng = np.random.default_rng(args.seed + 100)
-            for v in range(args.voices):
-                for _, y in train_real:
-                    yy = voice_changed(y, rng)
-                    voiced += [vocoded(x) for x in pieces(with_random_gain(yy, rng.uniform(0.1, 0.95)))]
-                print(f"teacher: voice set {v + 1}/{args.voices} done, {time.time() - t1:.0f} s", flush=True)
-            save_pairs(voice_cache, voiced)
-        pairs += voiced
-        print(f"voices: {len(voiced)} voice-changed pieces ({sum(len(x) for x, _ in voiced) / SR:.0f} s) "
-              f"in {time.time() - t1:.0f} s", flush=True)
+        pairs += teacher_variants(voice_cache, args.seed + 100, range(1, args.voices + 1),
+                                  lambda y, v, rng: voice_changed(y, rng), train_real, vocoded, "voice set ")
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=0.0)
     mrstft = MRSTFT(dev)
     log = open(args.out + ".log.jsonl", "a" if (args.eval_only or args.resume) else "w")
