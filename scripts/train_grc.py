@@ -324,7 +324,7 @@ def teacher_variants(cache, seed, variants, transform, clips, vocoded, what):
     """Every clip of `clips` ([(name, audio)]) under each variant (`transform(y, variant, rng)`),
     at a random peak gain, cut into pieces and vocoded by the teacher (`vocoded`), in that order;
     loaded from `cache` when it exists, else built and saved there. The draws come from a
-    generator seeded with `seed`, so a cache can be rebuilt byte for byte."""
+    generator seeded with `seed`, so a cache can be rebuilt (to the teacher pass's float rounding)."""
     t1 = time.time()
     if os.path.exists(cache):
         out = load_pairs(cache)
