@@ -7,9 +7,10 @@ forward) trained as a student of the HiFi-GAN V1 universal teacher.
     python3 scripts/train_grc.py --teacher models/hifigan_v1_universal.safetensors \
         --minutes 90 --threads 1 --out models/grc_mrf_distilled.safetensors [--augment 0.8,0.89,1.12,1.25]
 
-The committed model's last run resumed from the previous export with
+The committed model's last two runs resumed from the previous export with
     --threads 2 --synthetic 32 --gains 1 --augment "0.8,0.89,1.12,1.25;1.4,1.6" --voices 3 \
-    --lr 1e-4 --lr-floor 0.1 --minutes 75 --resume models/grc_mrf_distilled.safetensors
+    --lr-floor 0.1 --resume models/grc_mrf_distilled.safetensors   and   --lr 1e-4 --minutes 75,
+    then --lr 4e-5 --minutes 28
 
 Data: the real clips listed in scripts/train_manifest.tsv (from ../shared/speech, licenses there)
 minus the held-out validation clips, plus synthetic speech from espeak-ng in several voices,
