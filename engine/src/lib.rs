@@ -10,6 +10,7 @@
 //! plus a safety margin of one processing block (the larger of the chunk and the host's maximum
 //! block), which is the worker's compute budget in real time.
 
+pub mod pace;
 pub mod scope;
 pub mod stream;
 pub mod swap;
@@ -117,6 +118,13 @@ pub struct EngineStats {
     pub first_underrun_at: AtomicU64,
     /// Model hot swaps the worker has started.
     pub swaps: AtomicU64,
+    /// The host is rendering faster than real time without saying so (see [`pace`]): the engine
+    /// renders exactly, waiting for the worker.
+    pub freewheel: AtomicBool,
+    /// Times a freewheel was recognised.
+    pub freewheels: AtomicU64,
+    /// Stream restarts (transport starts and jumps, see [`EngineProcessor::restart_at`]).
+    pub restarts: AtomicU64,
 }
 
 /// Wet sample with its input index.
@@ -136,6 +144,9 @@ pub(crate) struct Shared {
     /// model that needs more latency than was reported (a hot swap) cannot be waited for, since
     /// the host only sends more input once it has this block's output.
     pub consumed: AtomicU64,
+    /// The audio thread waits for every wet sample (announced offline, or a recognised
+    /// freewheel): the worker must not resync, and may use every core.
+    pub exact: AtomicBool,
     pub stats: Arc<EngineStats>,
 }
 
@@ -143,12 +154,22 @@ pub(crate) struct Shared {
 pub struct EngineProcessor {
     input: rtrb::Producer<f32>,
     events: rtrb::Producer<ModeSwitch>,
+    restarts: rtrb::Producer<u64>,
     output: rtrb::Consumer<Wet>,
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
     latency: usize,
     budget: LatencyBudget,
     offline: bool,
+    pace: pace::Pace,
+    /// Bypass crossfade position (0: processed, 1: delayed input) and where it is heading.
+    bypass: f32,
+    bypass_target: f32,
+    bypass_step: f32,
+    /// The clock `pace` reads (seconds since this instant, plus `clock_offset`).
+    epoch: Instant,
+    clock_offset: f64,
+    host_rate: f64,
     dry: Vec<DelayLine>,
     /// Absolute index of the next input sample.
     pos: u64,
@@ -170,14 +191,22 @@ impl EngineProcessor {
         let ring = (latency + setup.max_block * 4 + setup.host_rate as usize * 2).next_power_of_two();
         let (in_p, in_c) = rtrb::RingBuffer::new(ring);
         let (ev_p, ev_c) = rtrb::RingBuffer::new(1024);
+        let (restart_p, restart_c) = rtrb::RingBuffer::new(256);
         let (out_p, out_c) = rtrb::RingBuffer::new(ring);
         let (scope_p, scope_c) = rtrb::RingBuffer::new(scope::SCOPE_RING);
         let stats = Arc::new(EngineStats::default());
         stats.worker_alive.store(true, Ordering::SeqCst);
         stats.first_underrun_at.store(u64::MAX, Ordering::SeqCst);
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), ready: AtomicBool::new(false), needed: AtomicU64::new(0), consumed: AtomicU64::new(0), stats: stats.clone() });
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            needed: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            exact: AtomicBool::new(setup.offline),
+            stats: stats.clone(),
+        });
         let (swapper, swaps) = SlotSwapper::channel();
-        let worker = worker::spawn(setup.clone(), in_c, ev_c, out_p, scope_p, swaps, shared.clone());
+        let worker = worker::spawn(setup.clone(), in_c, ev_c, restart_c, out_p, scope_p, swaps, shared.clone());
         // Activation waits (bounded) until the worker has built its pipelines and warmed its
         // models up, so the first real-time chunk is not late.
         let t0 = Instant::now();
@@ -188,12 +217,23 @@ impl EngineProcessor {
         Self {
             input: in_p,
             events: ev_p,
+            restarts: restart_p,
             output: out_c,
             shared,
             worker: Some(worker),
             latency,
             budget,
             offline: setup.offline,
+            pace: pace::Pace::new(
+                setup.max_block.max(1) as f64 / setup.host_rate as f64,
+                latency as f64 / setup.host_rate as f64,
+            ),
+            epoch: Instant::now(),
+            clock_offset: 0.0,
+            bypass: 0.0,
+            bypass_target: 0.0,
+            bypass_step: 1.0 / (MODE_FADE_MS / 1000.0 * setup.host_rate as f32).max(1.0),
+            host_rate: setup.host_rate as f64,
             dry,
             pos: 0,
             pos_pushed: 0,
@@ -224,6 +264,86 @@ impl EngineProcessor {
 
     pub fn budget(&self) -> LatencyBudget {
         self.budget
+    }
+
+    /// The host hinted at an offline render but the hint may be stale (nice-plug hands VST3's
+    /// `activate` the process mode of the *previous* `setupProcessing`): start rendering exactly,
+    /// and let real-time pacing end it (see [`pace`]).
+    pub fn assume_freewheel(&mut self) {
+        self.pace.assume_freewheel();
+        self.shared.exact.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this engine waits for every wet sample now (offline, or a recognised freewheel).
+    pub fn renders_exactly(&self) -> bool {
+        self.offline || self.pace.freewheel()
+    }
+
+    fn clock(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64() + self.clock_offset
+    }
+
+    /// [`process`](Self::process) for a block that starts at `now` seconds on the caller's own
+    /// clock (a simulated host: a test that plays real time without sleeping). Time inside the
+    /// call still runs at wall-clock speed from there.
+    pub fn process_at(&mut self, now: f64, channels: &mut [&mut [f32]], mix_gain: &mut dyn FnMut() -> (f32, f32)) {
+        self.clock_offset = now - self.epoch.elapsed().as_secs_f64();
+        self.process(channels, mix_gain);
+    }
+
+    /// Continues from `old` (an engine for another Latency choice) without a host re-activation:
+    /// this engine is fed the input `old` last received (as much as the new latency can use and
+    /// `old`'s delay lines hold), so its first output sample is the wet/dry signal for the input
+    /// exactly `self.latency()` samples back: the delay applied is the new latency from the very
+    /// first sample. It also inherits the pacing state (a freewheel stays a freewheel). Call on the
+    /// audio thread before the first `process`; it does not allocate. In real time the worker
+    /// needs a moment for the history burst (underruns play the delayed dry signal, counted);
+    /// rendering exactly it waits, so a bounce is the model's output throughout.
+    pub fn take_over(&mut self, old: &EngineProcessor) {
+        let history = self.latency.min(old.dry.first().map_or(0, DelayLine::history));
+        let n_ch = self.dry.len().min(old.dry.len());
+        let inv = 1.0 / n_ch.max(1) as f32;
+        for back in (1..=history).rev() {
+            let mut sum = 0.0;
+            for c in 0..n_ch {
+                let x = old.dry[c].recent(back);
+                self.dry[c].push_and_read(x, 0);
+                sum += x;
+            }
+            if self.input.push(sum * inv).is_ok() {
+                self.pos_pushed += 1;
+            }
+        }
+        self.pos = history as u64;
+        self.pace = old.pace.clone();
+        self.shared.exact.store(self.offline || self.pace.freewheel(), Ordering::Relaxed);
+        self.bypass = old.bypass;
+        self.bypass_target = old.bypass_target;
+        if let Some(w) = &self.worker {
+            w.thread().unpark();
+        }
+    }
+
+    /// Input samples handed to this engine so far (the index of the next one).
+    pub fn input_position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Restarts the model streams at input sample `at` (≥ the next one; call at the start of a
+    /// block): from there on the wet signal is exactly what a fresh engine (a render of the audio
+    /// from `at` on) produces — same analysis grids, empty model state — whatever the engine
+    /// processed before. The plugin calls it where the host's transport starts or jumps, so a
+    /// bounce does not depend on what played before it. Wet samples of the old streams that
+    /// needed input past `at` are silence. Counted in `stats.restarts`; a full ring drops it.
+    pub fn restart_at(&mut self, at: u64) {
+        let _ = self.restarts.push(at.max(self.pos));
+    }
+
+    /// Bypass from the next sample on: the output crossfades (20 ms, linear) to the input delayed
+    /// by the reported latency, so a host's bypass button is sample-accurate, latency-compensated
+    /// and click-free. The worker keeps running, so un-bypassing is immediate.
+    pub fn set_bypass(&mut self, bypass: bool) {
+        self.bypass_target = if bypass { 1.0 } else { 0.0 };
     }
 
     /// A mode change at the next input sample (call at the start of a block; with sample-accurate
@@ -261,6 +381,16 @@ impl EngineProcessor {
         }
         let len = channels[0].len();
         let inv = 1.0 / n_ch as f32;
+        let block_start = self.clock();
+        self.pace.begin_block(block_start, len as f64 / self.host_rate);
+        let freewheel = self.pace.freewheel();
+        if freewheel != self.stats.freewheel.load(Ordering::Relaxed) {
+            self.stats.freewheel.store(freewheel, Ordering::Relaxed);
+            if freewheel {
+                self.stats.freewheels.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.exact.store(self.offline || freewheel, Ordering::Relaxed);
         // 1. Hand the block's input to the worker.
         for s in 0..len {
             let mut sum = 0.0;
@@ -296,8 +426,8 @@ impl EngineProcessor {
                 let j = o - self.latency as u64;
                 self.shared.needed.store(j, Ordering::Relaxed);
                 let mut v = self.next_wet(j);
-                if v.is_none() && self.offline {
-                    v = self.wait_for(j);
+                if v.is_none() {
+                    v = self.wait_for(j, block_start);
                 }
                 match v {
                     Some(v) => {
@@ -320,34 +450,53 @@ impl EngineProcessor {
                     }
                 }
             };
+            if self.bypass != self.bypass_target {
+                self.bypass = if self.bypass < self.bypass_target {
+                    (self.bypass + self.bypass_step).min(self.bypass_target)
+                } else {
+                    (self.bypass - self.bypass_step).max(self.bypass_target)
+                };
+            }
+            let b = self.bypass;
             for (c, ch) in channels.iter_mut().take(n_ch).enumerate() {
                 let d = if c < 8 { dry[c] } else { dry_mono };
-                ch[s] = g * (m * wet + (1.0 - m) * d);
+                ch[s] = (1.0 - b) * g * (m * wet + (1.0 - m) * d) + b * d;
             }
         }
         self.pos += len as u64;
     }
 
-    /// Offline: wait until the worker has produced wet sample `j` (never in real time).
-    fn wait_for(&mut self, j: u64) -> Option<f32> {
-        let start = Instant::now();
-        loop {
+    /// Waits until the worker has produced wet sample `j`, when waiting is allowed: without limit
+    /// when rendering exactly (offline or freewheel), else only within the lead the host has over
+    /// real time (never in a real-time callback: there the lead is 0 and this returns at once).
+    fn wait_for(&mut self, j: u64, block_start: f64) -> Option<f32> {
+        let exact = self.renders_exactly();
+        if !exact && self.pace.wait_allowance(block_start, self.clock()) <= 0.0 {
+            return None;
+        }
+        let start = self.clock();
+        let v = loop {
             if let Some(v) = self.next_wet(j) {
-                return Some(v);
+                break Some(v);
             }
             if self.shared.consumed.load(Ordering::Acquire) >= self.pos_pushed {
                 // Everything pushed is processed and wet `j` is not there: it cannot come before
                 // more input does (a swapped-in model needing more latency than reported).
-                return self.next_wet(j);
+                break self.next_wet(j);
             }
-            if !self.stats.worker_alive.load(Ordering::Acquire) || start.elapsed() > Duration::from_secs(60) {
-                return None;
+            let now = self.clock();
+            let out_of_time = if exact { now - start > 60.0 } else { self.pace.wait_allowance(block_start, now) <= 0.0 };
+            if !self.stats.worker_alive.load(Ordering::Acquire) || out_of_time {
+                break None;
             }
             if let Some(w) = &self.worker {
                 w.thread().unpark();
             }
             std::thread::sleep(Duration::from_micros(100));
-        }
+        };
+        let waited = self.clock() - start;
+        self.pace.add_wait(waited);
+        v
     }
 }
 
@@ -379,6 +528,16 @@ impl DelayLine {
     pub fn new(max_delay: usize) -> Self {
         let size = (max_delay + 1).next_power_of_two();
         Self { buf: vec![0.0; size], mask: size - 1, write: 0 }
+    }
+
+    /// How many past samples the line holds (at least the `max_delay` it was made for).
+    pub fn history(&self) -> usize {
+        self.buf.len() - 1
+    }
+
+    /// The sample pushed `back` calls ago (1: the latest), `back <= history()`.
+    pub fn recent(&self, back: usize) -> f32 {
+        self.buf[(self.write + self.buf.len() - back) & self.mask]
     }
 
     #[inline]

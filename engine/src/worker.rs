@@ -20,6 +20,7 @@ pub(crate) fn spawn(
     setup: EngineSetup,
     mut input: rtrb::Consumer<f32>,
     mut events: rtrb::Consumer<ModeSwitch>,
+    mut restarts: rtrb::Consumer<u64>,
     mut output: rtrb::Producer<Wet>,
     scope_out: rtrb::Producer<ScopeFrame>,
     swaps: std::sync::mpsc::Receiver<SlotSwap>,
@@ -32,7 +33,9 @@ pub(crate) fn spawn(
             let mut setup = setup;
             // Real time: the kernels run on this thread alone, leaving the other cores to the
             // host. Offline (a bounce): every core, since nothing else is waiting on time.
-            vocoder::kernels::set_threads(if setup.offline { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { 1 });
+            let all_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let mut exact = shared.exact.load(Ordering::Relaxed);
+            vocoder::kernels::set_threads(if exact { all_cores } else { 1 });
             let mut slots = pipes(&setup);
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
@@ -92,9 +95,16 @@ pub(crate) fn spawn(
                     timeline.schedule(e);
                 }
                 let t0 = Instant::now();
+                // The audio thread renders exactly (offline or a recognised freewheel): all cores,
+                // and never skip input. The kernels' results do not depend on the thread count.
+                let now_exact = shared.exact.load(Ordering::Relaxed);
+                if now_exact != exact {
+                    exact = now_exact;
+                    vocoder::kernels::set_threads(if exact { all_cores } else { 1 });
+                }
                 // Real time only: hopelessly behind? Restart the pipelines at the present.
                 let needed = shared.needed.load(Ordering::Relaxed);
-                if !setup.offline && needed > emitted + max_behind {
+                if !exact && needed > emitted + max_behind {
                     input_pos += buf.len() as u64;
                     let skip = input.slots();
                     if let Ok(c) = input.read_chunk(skip) {
@@ -110,46 +120,68 @@ pub(crate) fn spawn(
                     shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                input_pos += buf.len() as u64;
-                scope.push_input(&buf);
-                let first = input_pos - buf.len() as u64;
-                for s in slots.iter_mut() {
-                    if let Err(e) = s.push(&buf, first) {
-                        *shared.stats.worker_error.lock() = Some(e.to_string());
-                        shared.stats.worker_alive.store(false, Ordering::Release);
-                        return;
-                    }
-                }
-                // Hold back half a fade: a switch at input t fades from t - fade/2, and it is only
-                // known once input t has been read.
-                let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
-                let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
-                wet_buf.clear();
-                while emitted < ready {
-                    let a = slots[0].pop(emitted);
-                    let b = slots[1].pop(emitted);
-                    let (sa, ga, sb, gb) = timeline.gains_at(emitted);
-                    let pick = |s: usize| if s == 0 { a } else { b };
-                    let value = ga * pick(sa) + gb * pick(sb);
-                    wet_buf.push(value);
-                    let mut w = Wet { index: emitted, value };
-                    // The audio thread drains at least as fast as real time; offline it waits on
-                    // us, so a full ring only means we are ahead: wait for room.
-                    loop {
-                        match output.push(w) {
-                            Ok(()) => break,
-                            Err(rtrb::PushError::Full(back)) => {
-                                w = back;
-                                if shared.stop.load(Ordering::SeqCst) {
-                                    return;
-                                }
-                                std::thread::sleep(Duration::from_micros(200));
-                            }
+                // The buffer in segments, cut where the audio thread asked the streams to restart
+                // (the host's transport started or jumped, see `EngineProcessor::restart_at`).
+                let mut seg_start = 0;
+                loop {
+                    let first = input_pos;
+                    let remaining = (buf.len() - seg_start) as u64;
+                    let restart_at = match restarts.peek() {
+                        Ok(&r) if r < first + remaining => Some(seg_start + (r.max(first) - first) as usize),
+                        _ => None,
+                    };
+                    let cut = restart_at.unwrap_or(buf.len());
+                    let seg = &buf[seg_start..cut];
+                    input_pos += seg.len() as u64;
+                    scope.push_input(seg);
+                    for s in slots.iter_mut() {
+                        if let Err(e) = s.push(seg, first) {
+                            *shared.stats.worker_error.lock() = Some(e.to_string());
+                            shared.stats.worker_alive.store(false, Ordering::Release);
+                            return;
                         }
                     }
-                    emitted += 1;
+                    // Hold back half a fade: a switch at input t fades from t - fade/2, and it is
+                    // only known once input t has been read.
+                    let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
+                    let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
+                    wet_buf.clear();
+                    while emitted < ready {
+                        let a = slots[0].pop(emitted);
+                        let b = slots[1].pop(emitted);
+                        let (sa, ga, sb, gb) = timeline.gains_at(emitted);
+                        let pick = |s: usize| if s == 0 { a } else { b };
+                        let value = ga * pick(sa) + gb * pick(sb);
+                        wet_buf.push(value);
+                        if !push_wet(&mut output, Wet { index: emitted, value }, &shared) {
+                            return;
+                        }
+                        emitted += 1;
+                    }
+                    scope.push_wet(&wet_buf);
+                    if restart_at.is_some() {
+                        let _ = restarts.pop();
+                        // The old streams end here: what they have not emitted (it needed input
+                        // past this point) is silence; the new ones start fresh at this sample,
+                        // exactly as a render of the audio from here on does.
+                        while emitted < input_pos {
+                            if !push_wet(&mut output, Wet { index: emitted, value: 0.0 }, &shared) {
+                                return;
+                            }
+                            emitted += 1;
+                        }
+                        slots = pipes(&setup);
+                        for s in slots.iter_mut() {
+                            s.current.ready_base = input_pos;
+                        }
+                        scope.restart(input_pos);
+                        shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    seg_start = cut;
+                    if restart_at.is_none() {
+                        break;
+                    }
                 }
-                scope.push_wet(&wet_buf);
                 shared.consumed.store(input_pos, Ordering::Release);
                 busy += t0.elapsed().as_secs_f64();
                 audio += buf.len() as f64 / setup.host_rate as f64;
@@ -162,4 +194,21 @@ pub(crate) fn spawn(
             shared.stats.worker_alive.store(false, Ordering::Release);
         })
         .expect("spawn worker thread")
+}
+
+/// Hands one wet sample to the audio thread. It drains at least as fast as real time; offline it
+/// waits on us, so a full ring only means we are ahead: wait for room. False: the engine stops.
+fn push_wet(output: &mut rtrb::Producer<Wet>, mut w: Wet, shared: &Shared) -> bool {
+    loop {
+        match output.push(w) {
+            Ok(()) => return true,
+            Err(rtrb::PushError::Full(back)) => {
+                w = back;
+                if shared.stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
 }

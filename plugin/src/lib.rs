@@ -12,10 +12,12 @@ pub mod editor;
 pub mod latency;
 pub mod models;
 pub mod params;
+pub mod replan;
 pub mod view;
 
 use editor::EditorShared;
 use engine::{EngineProcessor, EngineSetup};
+use replan::Replanner;
 use std::sync::atomic::Ordering;
 pub use engine::{MODE_FADE_MS, mode_fade_samples};
 pub use latency::{LatencyChoice, planned_latency};
@@ -33,7 +35,14 @@ const PASSTHROUGH_GAIN: [f32; 2] = if cfg!(feature = "host-test-slots") { [1.0, 
 
 pub struct StreamSpeechVocoder {
     params: Arc<VocoderParams>,
-    engine: Option<EngineProcessor>,
+    engine: Option<Box<EngineProcessor>>,
+    /// Builds the engine for a new Latency choice off the audio thread (VST3, standalone).
+    replanner: Option<Replanner>,
+    /// Input samples processed since activation, and when the last re-plan was asked for.
+    position: u64,
+    last_replan_at: Option<u64>,
+    host_rate: u32,
+    transport: TransportAnchor,
     /// What the window shows: the models each slot holds, the device, the latency table, the
     /// engine's meters and spectrogram feed (written here on activation, never in `process`).
     pub shared: Arc<EditorShared>,
@@ -47,6 +56,11 @@ impl Default for StreamSpeechVocoder {
         Self {
             params: Arc::new(VocoderParams::default()),
             engine: None,
+            replanner: None,
+            position: 0,
+            last_replan_at: None,
+            host_rate: 48_000,
+            transport: TransportAnchor::default(),
             shared: Arc::new(EditorShared::default()),
             active_choice: LatencyChoice::Ms80,
             restart_requested: false,
@@ -114,29 +128,43 @@ impl Plugin for StreamSpeechVocoder {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
-        // Models load here (main thread, cached process-wide), never in process().
+        // Models load here (main thread, cached process-wide: once per process, not per
+        // activation), never in process().
         let (slots, device_status) = resolve_slots(&self.params);
         let models = [slots[0].vocoder(), slots[1].vocoder()];
         *self.shared.slots.write() = slots;
         *self.shared.device_status.write() = device_status;
         let host_rate = buffer_config.sample_rate.round() as u32;
         let max_block = buffer_config.max_buffer_size as usize;
-        for c in LatencyChoice::ALL {
-            self.shared.latency_table[c.index()].store(planned_latency(host_rate, max_block, c, &models), Ordering::Relaxed);
-        }
         let choice = self.params.latency.value();
         let channels = audio_io_layout.main_output_channels.map(NonZeroU32::get).unwrap_or(0) as usize;
-        let mut engine = EngineProcessor::new(EngineSetup {
+        // CLAP's render extension is reliable; VST3's mode reaches `activate` one
+        // `setupProcessing` late in nice-plug, so there it only starts the engine rendering
+        // exactly, and real-time pacing ends that (engine/src/pace.rs). A host that says nothing
+        // and renders faster than real time is recognised by its pacing either way.
+        let host_offline = buffer_config.process_mode == ProcessMode::Offline;
+        let trusted_offline = host_offline && context.plugin_api() == PluginApi::Clap;
+        let setup = EngineSetup {
             host_rate,
             channels,
             max_block,
             chunk_ms: choice.millis(),
             slots: models,
             initial_slot: self.params.mode.value().slot(),
-            offline: buffer_config.process_mode == ProcessMode::Offline,
+            offline: trusted_offline,
             passthrough_gain: PASSTHROUGH_GAIN,
-        });
-        debug_assert_eq!(engine.latency(), self.shared.latency_table[choice.index()].load(Ordering::Relaxed));
+        };
+        let mut engine = Box::new(EngineProcessor::new(setup.clone()));
+        let assume_freewheel = host_offline && !trusted_offline;
+        if assume_freewheel {
+            engine.assume_freewheel();
+        }
+        // Only the active plan is computed here (activation stays quick at any rate); the
+        // re-plan thread fills in the window's table for the other choices.
+        for c in LatencyChoice::ALL {
+            self.shared.latency_table[c.index()].store(0, Ordering::Relaxed);
+        }
+        self.shared.latency_table[choice.index()].store(engine.latency(), Ordering::Relaxed);
         // Within activate() is the one place CLAP allows `latency.changed`.
         context.set_latency_samples(engine.latency());
         let shared = &self.shared;
@@ -147,10 +175,16 @@ impl Plugin for StreamSpeechVocoder {
         *shared.stats.write() = Some(engine.stats.clone());
         *shared.scope.lock() = engine.take_scope();
         *shared.swapper.lock() = Some(engine.swapper());
+        self.replanner = Some(Replanner::new(setup, assume_freewheel, self.shared.clone()));
         self.active_choice = choice;
         self.restart_requested = false;
+        self.position = 0;
+        self.last_replan_at = None;
+        self.host_rate = host_rate;
+        self.transport = TransportAnchor::default();
         self.params.mix.smoothed.reset(self.params.mix.value());
         self.params.output_db.smoothed.reset(self.params.output_db.value());
+        engine.set_bypass(self.params.bypass.value());
         self.engine = Some(engine);
         true
     }
@@ -161,8 +195,9 @@ impl Plugin for StreamSpeechVocoder {
     }
 
     fn deactivate(&mut self) {
-        // Joins the worker thread (main thread, not the audio thread).
+        // Joins the worker threads (main thread, not the audio thread).
         self.engine = None;
+        self.replanner = None;
         *self.shared.swapper.lock() = None;
     }
 
@@ -176,24 +211,132 @@ impl Plugin for StreamSpeechVocoder {
             return ProcessStatus::Error("process() before activate()");
         };
         let wanted = self.params.latency.value();
-        if wanted != self.active_choice && !self.restart_requested {
-            // A new chunk size needs a new engine plan, which is built off the audio thread on
-            // reactivation. CLAP: ask for a restart (latency may only change in activate).
-            // VST3: report the new value with restartComponent(kLatencyChanged); hosts
-            // re-activate and the new plan starts then.
-            match context.plugin_api() {
-                PluginApi::Clap => context.request_restart(),
-                _ => context.set_latency_samples(self.shared.latency_table[wanted.index()].load(Ordering::Relaxed)),
+        let slot = self.params.mode.value().slot();
+        if wanted != self.active_choice {
+            match (context.plugin_api(), &mut self.replanner) {
+                // CLAP allows a latency change only inside activate(): ask for a restart and keep
+                // reporting (and applying) the running plan's latency until it comes.
+                (PluginApi::Clap, _) => {
+                    if !self.restart_requested {
+                        context.request_restart();
+                        self.restart_requested = true;
+                    }
+                }
+                // VST3 (and the standalone): build the new plan now, whether or not the host
+                // re-activates; it is reported when it runs (below).
+                (_, Some(replanner)) => {
+                    let interval = (replan::MIN_REPLAN_INTERVAL_S * self.host_rate as f64) as u64;
+                    let due = self.last_replan_at.is_none_or(|t| self.position >= t + interval);
+                    if due && replanner.in_flight.is_none() {
+                        replanner.request(wanted, slot);
+                        self.last_replan_at = Some(self.position);
+                    }
+                }
+                _ => {}
             }
-            self.restart_requested = true;
+        }
+        if let Some(replanner) = &mut self.replanner {
+            // Rendering exactly (a bounce), the new plan starts at the block that asked for it.
+            if let Some(built) = replanner.take_built(engine.renders_exactly()) {
+                let mut next = built.engine;
+                next.take_over(engine);
+                let old = std::mem::replace(engine, next);
+                replanner.retire(old);
+                self.active_choice = built.choice;
+                context.set_latency_samples(engine.latency());
+            }
+        }
+        let t = context.transport();
+        let len = buffer.samples();
+        if let Some(at) = self.transport.restart_point(t.playing, t.pos_samples(), len, engine.latency()) {
+            engine.restart_at(engine.input_position() + at as u64);
         }
         // With sample-accurate automation the wrapper splits blocks at parameter events, so a
-        // mode change seen here happens exactly at this block's first sample.
-        engine.set_mode(self.params.mode.value().slot());
+        // mode (or bypass) change seen here happens exactly at this block's first sample.
+        engine.set_mode(slot);
+        engine.set_bypass(self.params.bypass.value());
         let mix = &self.params.mix.smoothed;
         let gain = &self.params.output_db.smoothed;
         engine.process(buffer.as_slice(), &mut || (mix.next(), 10f32.powf(gain.next() / 20.0)));
+        self.position += len as u64;
         ProcessStatus::Normal
+    }
+}
+
+/// Where the model streams restart so that a bounce depends only on the session, not on what the
+/// plugin processed before (idle blocks, an earlier playback): at every transport start or jump.
+///
+/// Hosts that compensate latency read the track ahead: Ardour reports the output's timeline
+/// position, and the input a block carries is `latency` samples later on the timeline (its
+/// blocks split at input position 0 when playback starts before it, in the latency pre-roll).
+/// The restart is placed at that input timeline's start position, or at its 0 when the transport
+/// starts before the session does, so an export from the session start is a fresh stream from
+/// the session's first sample: exactly the CLI's render of the same audio.
+#[derive(Debug, Default, Clone)]
+pub struct TransportAnchor {
+    was_playing: bool,
+    /// Where the next block should start if the transport runs on (output timeline).
+    expected: Option<i64>,
+    /// A restart armed for this input timeline position.
+    pending: Option<i64>,
+}
+
+impl TransportAnchor {
+    /// Call once per block of `len` samples; returns the offset in this block where the streams
+    /// restart, if they do.
+    pub fn restart_point(&mut self, playing: bool, pos: Option<i64>, len: usize, latency: u32) -> Option<usize> {
+        let Some(pos) = pos else {
+            self.expected = None;
+            self.was_playing = playing;
+            return None;
+        };
+        let input_pos = pos + latency as i64;
+        if playing && (!self.was_playing || self.expected != Some(pos)) {
+            self.pending = Some(input_pos.max(0));
+        }
+        self.was_playing = playing;
+        self.expected = playing.then_some(pos + len as i64);
+        let at = self.pending?;
+        if !playing || at >= input_pos + len as i64 {
+            return None;
+        }
+        self.pending = None;
+        Some((at - input_pos).max(0) as usize)
+    }
+}
+
+#[cfg(test)]
+mod transport_tests {
+    use super::TransportAnchor;
+
+    #[test]
+    fn ardour_export_pre_roll_restarts_at_the_input_timelines_zero() {
+        // Latency 17148, blocks of 1024: stopped, then playback from -18176 (output timeline),
+        // split at the input's 0 (-17148) as Ardour does.
+        let mut a = TransportAnchor::default();
+        for _ in 0..5 {
+            assert_eq!(a.restart_point(false, Some(256), 1024, 17_148), None);
+        }
+        assert_eq!(a.restart_point(true, Some(-18_176), 1024, 17_148), None);
+        assert_eq!(a.restart_point(true, Some(-17_152), 4, 17_148), None);
+        assert_eq!(a.restart_point(true, Some(-17_148), 1020, 17_148), Some(0));
+        assert_eq!(a.restart_point(true, Some(-16_128), 1024, 17_148), None);
+        // Unsplit blocks: the restart lands inside one.
+        let mut b = TransportAnchor::default();
+        assert_eq!(b.restart_point(true, Some(-17_648), 1024, 17_148), Some(500));
+    }
+
+    #[test]
+    fn a_jump_while_playing_restarts_there_and_continuous_playback_never_does() {
+        let mut a = TransportAnchor::default();
+        assert_eq!(a.restart_point(true, Some(48_000), 512, 1000), Some(0));
+        for k in 1..100 {
+            assert_eq!(a.restart_point(true, Some(48_000 + k * 512), 512, 1000), None);
+        }
+        assert_eq!(a.restart_point(true, Some(0), 512, 1000), Some(0), "loop back");
+        assert_eq!(a.restart_point(false, Some(512), 512, 1000), None);
+        assert_eq!(a.restart_point(true, Some(512), 512, 1000), Some(0), "play again");
+        assert_eq!(a.restart_point(true, None, 512, 1000), None, "no transport, no restart");
     }
 }
 

@@ -47,7 +47,9 @@ pub struct VocoderParams {
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
 
-    /// Not automatable: a change re-plans the engine and re-reports the latency.
+    /// A change re-plans the engine and re-reports the latency (see `replan.rs`). Automatable
+    /// so that hosts which list only automatable parameters (Ardour) show it; changes closer
+    /// than a second are coalesced, so automation cannot thrash the plan.
     #[id = "latency"]
     pub latency: EnumParam<LatencyChoice>,
 
@@ -58,6 +60,11 @@ pub struct VocoderParams {
     /// Output gain in decibels.
     #[id = "output"]
     pub output_db: FloatParam,
+
+    /// The host's bypass (VST3 `kIsBypass`, CLAP bypass): the latency-delayed input, crossfaded
+    /// in 20 ms at the automation sample.
+    #[id = "bypass"]
+    pub bypass: BoolParam,
 
     /// Model file for the Original slot (None: the default model; "none": empty slot).
     #[persist = "model-original"]
@@ -79,7 +86,7 @@ impl Default for VocoderParams {
     fn default() -> Self {
         Self {
             mode: EnumParam::new("Mode", Mode::Original),
-            latency: EnumParam::new("Latency", LatencyChoice::Ms80).non_automatable(),
+            latency: EnumParam::new("Latency", LatencyChoice::Ms80),
             mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_smoother(SmoothingStyle::Linear(20.0))
                 .with_unit(" %")
@@ -97,6 +104,7 @@ impl Default for VocoderParams {
             .with_string_to_value(Arc::new(|s: &str| {
                 s.trim().trim_end_matches("dB").trim().parse::<f32>().ok()
             })),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
             model_original: RwLock::new(None),
             model_modified: RwLock::new(None),
             device: RwLock::new(DeviceChoice::Auto),

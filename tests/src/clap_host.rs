@@ -101,6 +101,8 @@ pub struct ParamDesc {
     pub default: f64,
     pub automatable: bool,
     pub stepped: bool,
+    /// CLAP's `IS_BYPASS` flag.
+    pub is_bypass: bool,
 }
 
 /// An automation point: at `time` samples into the render, set param `id` to `value` (plain).
@@ -230,6 +232,7 @@ impl ClapPlugin {
                 max: info.max_value,
                 default: info.default_value,
                 automatable: info.flags.contains(ParamInfoFlags::IS_AUTOMATABLE),
+                is_bypass: info.flags.contains(ParamInfoFlags::IS_BYPASS),
                 stepped: info.flags.contains(ParamInfoFlags::IS_STEPPED),
             });
         }

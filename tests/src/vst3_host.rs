@@ -201,6 +201,8 @@ pub struct Vst3Param {
     pub step_count: i32,
     pub default_normalized: f64,
     pub automatable: bool,
+    /// Flagged as the host's bypass (`kIsBypass`).
+    pub bypass: bool,
 }
 
 /// A sample-accurate automation point in normalised units.
@@ -324,6 +326,7 @@ impl Vst3Plugin {
                     step_count: info.stepCount,
                     default_normalized: info.defaultNormalizedValue,
                     automatable: info.flags & ParameterInfo_::ParameterFlags_::kCanAutomate as i32 != 0,
+                    bypass: info.flags & ParameterInfo_::ParameterFlags_::kIsBypass as i32 != 0,
                 });
             }
         }

@@ -63,7 +63,7 @@ fn parameter_list_ranges_and_text() {
     let mut p = ClapPlugin::new(&entry);
     let params = p.params();
     let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["Mode", "Latency", "Mix", "Output"]);
+    assert_eq!(names, ["Mode", "Latency", "Mix", "Output", "Bypass"]);
 
     let mode = &params[0];
     assert_eq!((mode.min, mode.max, mode.default), (0.0, 1.0, 0.0));
@@ -71,7 +71,12 @@ fn parameter_list_ranges_and_text() {
     let latency = &params[1];
     assert_eq!((latency.min, latency.max), (0.0, 5.0));
     assert!((latency.default - 2.0).abs() < 1e-6, "default Latency is 80 ms (index 2)");
-    assert!(!latency.automatable, "Latency must not be automatable");
+    // Automatable, so hosts that list only automatable parameters show it (changes closer than
+    // a second are coalesced, tested with VST3).
+    assert!(latency.automatable);
+    let bypass = &params[4];
+    assert!(bypass.is_bypass, "Bypass carries CLAP's bypass flag");
+    assert_eq!((bypass.min, bypass.max, bypass.default), (0.0, 1.0, 0.0));
     let mix = &params[2];
     assert_eq!((mix.min, mix.max, mix.default), (0.0, 1.0, 1.0));
     assert!(mix.automatable);
@@ -371,4 +376,42 @@ fn unit_vocoder_in_a_slot_plays_the_delayed_dry_signal() {
     let diff = max_abs_diff(&out[0], &want).min(max_abs_diff(&out[0], &neg));
     assert!(diff < 1e-6, "Modified with a unit vocoder is not the delayed dry signal (max abs {diff})");
     assert!(out[0].iter().all(|v| v.is_finite()));
+}
+
+/// The host's bypass button: from the automation sample on, the output crossfades (20 ms) to
+/// each channel's own input delayed by the reported latency — latency-compensated, click-free,
+/// sample-accurate — and back.
+#[test]
+fn bypass_is_the_latency_compensated_input_per_channel() {
+    let entry = load_entry();
+    let mut p = offline(&entry);
+    let bypass_id = p.param_id("Bypass");
+    p.activate(48_000.0, 1, 1024);
+    let lat = p.latency() as usize;
+    let fade = mode_fade_samples(48_000.0) as usize;
+    let (on, off) = (10_007u64, 30_011u64);
+    let input = stereo_input(lat + 40_000, 48_000.0);
+    let out = p.render(&input, &[256, 1000], &[
+        Automation { time: on, id: bypass_id, value: 1.0 },
+        Automation { time: off, id: bypass_id, value: 0.0 },
+    ]);
+    let mono = expected_wet(&input, lat);
+    for c in 0..2 {
+        let dry = |n: usize| if n < lat { 0.0 } else { input[c][n - lat] };
+        for n in 0..out[c].len() {
+            let b = if (n as u64) < on {
+                0.0
+            } else if (n as u64) < off {
+                ((n as u64 - on + 1) as f32 / fade as f32).min(1.0)
+            } else {
+                1.0 - ((n as u64 - off + 1) as f32 / fade as f32).min(1.0)
+            };
+            let want = (1.0 - b) * mono[n] + b * dry(n);
+            assert!((out[c][n] - want).abs() < 1e-5, "channel {c} sample {n}: {} vs {want}", out[c][n]);
+        }
+        // Fully bypassed in between: each channel's own delayed input, not the mono wet signal.
+        let mid = (on + off) as usize / 2;
+        assert!((out[c][mid] - dry(mid)).abs() < 1e-6);
+    }
+    assert!(max_abs_diff(&out[0], &out[1]) > 0.01, "bypass keeps the channels apart");
 }

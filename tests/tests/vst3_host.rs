@@ -41,14 +41,18 @@ fn parameters_and_text() {
     let p = Vst3Plugin::new();
     let params = p.params();
     let titles: Vec<&str> = params.iter().map(|p| p.title.as_str()).collect();
-    for t in ["Mode", "Latency", "Mix", "Output"] {
+    for t in ["Mode", "Latency", "Mix", "Output", "Bypass"] {
         assert!(titles.contains(&t), "{titles:?}");
     }
     let get = |t: &str| params.iter().find(|p| p.title == t).unwrap().clone();
     assert_eq!(get("Mode").step_count, 1);
     assert!(get("Mode").automatable);
     assert_eq!(get("Latency").step_count, 5);
-    assert!(!get("Latency").automatable, "Latency must not be automatable");
+    // Automatable, so hosts that list only automatable parameters (Ardour) show it.
+    assert!(get("Latency").automatable);
+    let bypass: Vec<&str> = params.iter().filter(|p| p.bypass).map(|p| p.title.as_str()).collect();
+    assert_eq!(bypass, ["Bypass"], "exactly one parameter is the host's bypass");
+    assert_eq!(get("Bypass").step_count, 1);
     assert!((get("Latency").default_normalized - 0.4).abs() < 1e-6);
     assert!(get("Mix").automatable && get("Output").automatable);
     assert!(get("Output").units.contains("dB"), "{:?}", get("Output").units);
@@ -82,20 +86,38 @@ fn latency_for_every_choice_mono_and_stereo() {
     }
 }
 
+/// A Latency change while active takes effect without a re-activation (Ardour never
+/// re-activates): the new plan starts at the block of the change, continuing from the input the
+/// old plan had, and from that very sample the output is delayed by the new latency, which is the
+/// one the host reads (with `kLatencyChanged`). Changes closer than a second are coalesced:
+/// 80 → 40 → 160 → 40 ms within 400 samples is one re-plan.
 #[test]
-fn latency_change_in_process_sends_restart_flag() {
+fn latency_change_applies_without_reactivation_and_is_reported_when_it_runs() {
     no_models();
     let mut p = Vst3Plugin::new();
     let id = p.param_id("Latency");
-    p.activate(48_000.0, 512, 2, false);
-    assert_eq!(p.latency(), expected_latency(48_000, 512, LatencyChoice::Ms80));
-    let x = input(2, 4096, 48_000.0);
-    p.render(&x, &[512], &[Vst3Automation { time: 700, id, normalized: latency_normalized(LatencyChoice::Ms160) }]);
+    p.activate(48_000.0, 512, 2, true);
+    let l80 = p.latency() as usize;
+    assert_eq!(l80 as u32, expected_latency(48_000, 512, LatencyChoice::Ms80));
+    let l40 = expected_latency(48_000, 512, LatencyChoice::Ms40) as usize;
+    let x = input(2, l80 + 20_000, 48_000.0);
+    let t = 700usize;
+    let changes = [(t, LatencyChoice::Ms40), (t + 200, LatencyChoice::Ms160), (t + 400, LatencyChoice::Ms40)];
+    let automation: Vec<Vst3Automation> =
+        changes.iter().map(|(at, c)| Vst3Automation { time: *at as u64, id, normalized: latency_normalized(*c) }).collect();
+    let y = p.render(&x, &[512], &automation);
+    assert_eq!(p.latency() as usize, l40, "the host reads the latency of the plan that runs");
+    let t0 = std::time::Instant::now();
+    while p.restart_flags() & RestartFlags_::kLatencyChanged as i32 == 0 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(p.restart_flags() & RestartFlags_::kLatencyChanged as i32 != 0, "flags {:#x}", p.restart_flags());
-    // The host restarts (deactivate → activate) and re-queries.
-    p.deactivate();
-    p.activate(48_000.0, 512, 2, false);
-    assert_eq!(p.latency(), expected_latency(48_000, 512, LatencyChoice::Ms160));
+    let mono: Vec<f32> = (0..x[0].len()).map(|n| (x[0][n] + x[1][n]) / 2.0).collect();
+    for o in 0..y[0].len() {
+        let lat = if o < t { l80 } else { l40 };
+        let want = if o < lat { 0.0 } else { mono[o - lat] };
+        assert!((y[0][o] - want).abs() < 1e-6, "sample {o}: {} vs {want} (latency {lat})", y[0][o]);
+    }
 }
 
 #[test]

@@ -224,3 +224,37 @@ fn wet_output_minus_reported_latency_aligns_with_whole_file_render() {
         }
     }
 }
+
+/// A host that renders faster than real time without announcing offline mode (a freewheel
+/// export: the CLAP render extension left at real time) gets the wet signal, exactly the
+/// offline bounce, not the real-time fallback's dry signal — and the plugin says it recognised
+/// the freewheel. Real models (V1 and the GRC student) at 48 kHz, 80 ms, stereo.
+#[test]
+fn unannounced_freewheel_bounce_equals_the_offline_bounce() {
+    let entry = entry();
+    let sr = 48_000u32;
+    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/fr_cv_17767732.wav")).unwrap();
+    assert_eq!(r.spec().sample_rate, sr);
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).take(sr as usize * 2).collect();
+    let input = vec![clip.clone(), clip.iter().map(|v| 0.5 * v).collect::<Vec<f32>>()];
+    let render = |offline: bool| {
+        let mut p = ClapPlugin::new(&entry);
+        p.set_offline(offline);
+        p.select_channels(2);
+        p.activate(sr as f64, 1, 512);
+        let lat = p.latency() as usize;
+        let padded: Vec<Vec<f32>> = input.iter().map(|c| c.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect()).collect();
+        let mode_id = p.param_id("Mode");
+        let automation = [host_tests::clap_host::Automation { time: sr as u64, id: mode_id, value: 1.0 }];
+        (p.render(&padded, &[512], &automation), lat)
+    };
+    let (offline, lat) = render(true);
+    let (freewheel, lat_fw) = render(false);
+    assert_eq!(lat, lat_fw);
+    let dry_diff = (lat..lat + clip.len()).map(|i| (freewheel[0][i] - 0.75 * clip[i - lat]).abs()).fold(0.0, f32::max);
+    assert!(dry_diff > 1e-2, "the freewheel bounce is the dry signal");
+    for c in 0..2 {
+        let first = (0..offline[c].len()).find(|&i| offline[c][i] != freewheel[c][i]);
+        assert!(first.is_none(), "channel {c}: the unannounced freewheel differs from the offline bounce first at sample {first:?} (latency {lat})");
+    }
+}

@@ -7,7 +7,8 @@
 //!   load a stale bundle, and the standalone (for the window test), then runs `cargo test --workspace`.
 //! - `cargo xtask screenshot [--seconds S]`: build the standalone (release) and take a screenshot
 //!   of the window with speech playing (`scripts/window_screenshot.py`, into `target/window/`).
-//! - `cargo xtask install`: bundle in release and copy the bundles into the user's plugin folders.
+//! - `cargo xtask install`: bundle in release, copy the bundles into the user's plugin folders and
+//!   the default models into the folder the plugin reads (`models::models_dir()`).
 //! - `cargo xtask models`: fetch and convert the default models into `models/`.
 //! - `cargo xtask demo [INPUT] [--switch SECONDS] [--out DIR]`: the README's main job: fetch the
 //!   models, bundle the plugin (release), and bounce a demo clip through the **bundled** plugin
@@ -84,7 +85,12 @@ fn test(extra: &[String]) -> Result<()> {
 
 fn demo(extra: &[String]) -> Result<()> {
     fetch_models()?;
-    nice_plug_xtask::main_with_args("cargo xtask", ["bundle".into(), PLUGIN_PACKAGE.into(), "--release".into()])?;
+    // One cargo build for the plugin and the demo host: the features of their shared
+    // dependencies unify, so candle and the rest compile once (bundling the plugin alone, then
+    // building the host, would compile them twice with different feature sets).
+    let release = ["--release".to_string()];
+    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string()], &release)?;
+    nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
     let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "demo_bounce", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
@@ -111,7 +117,11 @@ fn bench(extra: &[String]) -> Result<()> {
     cargo(&args)
 }
 
+/// Bundles in release, copies the bundles into the user's plugin folders and the default models
+/// (fetched if needed) into the folder the plugin reads them from, so an installed plugin plays
+/// its models in a DAW straight away.
 fn install() -> Result<()> {
+    fetch_models()?;
     nice_plug_xtask::main_with_args(
         "cargo xtask",
         ["bundle".into(), PLUGIN_PACKAGE.into(), "--release".into()],
@@ -139,7 +149,30 @@ fn install() -> Result<()> {
         copy_recursively(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         eprintln!("installed {}", to.display());
     }
+    let models_dir = plugin_models_dir();
+    std::fs::create_dir_all(&models_dir)?;
+    for entry in std::fs::read_dir("models")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            let to = models_dir.join(path.file_name().unwrap());
+            std::fs::copy(&path, &to).with_context(|| format!("copying {}", path.display()))?;
+            eprintln!("installed {}", to.display());
+        }
+    }
     Ok(())
+}
+
+/// Where the plugin reads its default models (the rule of `plugin/src/models.rs::models_dir`,
+/// restated here so the xtask does not build the model crates).
+fn plugin_models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STREAMSPEECH_VOCODER_MODELS") {
+        return PathBuf::from(d);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("streamspeech-vocoder/models")
 }
 
 fn copy_recursively(from: &Path, to: &Path) -> Result<()> {

@@ -1,0 +1,155 @@
+//! Latency changes that take effect whether or not the host re-activates the plugin.
+//!
+//! VST3 hosts are told a new latency with `restartComponent(kLatencyChanged)`; some re-activate
+//! the plugin (a new plan is built in `activate`), others (Ardour 7) only re-read the latency and
+//! keep processing. So the plugin never reports a latency before the plan that applies it runs:
+//! this helper thread builds the engine for the new Latency choice off the audio thread, the
+//! audio thread swaps it in at a block boundary ([`engine::EngineProcessor::take_over`]: it
+//! continues from the old engine's input history), and only then reports its latency. The old
+//! engine goes back to this thread to be dropped (its worker joined) — the audio thread only
+//! moves boxes through rings.
+//!
+//! The same thread fills the window's latency table for the choices not active (activation
+//! computes only the active plan, so it stays quick at any rate).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use engine::{EngineProcessor, EngineSetup};
+
+use crate::editor::EditorShared;
+use crate::latency::{LatencyChoice, planned_latency};
+
+/// Two changes of the Latency choice closer than this (in audio) are coalesced: the second waits
+/// until this much audio has passed since the first re-plan (automation cannot thrash the plan).
+pub const MIN_REPLAN_INTERVAL_S: f64 = 1.0;
+
+struct Request {
+    choice: LatencyChoice,
+    slot: usize,
+}
+
+/// A built engine on its way to the audio thread.
+pub struct Built {
+    pub engine: Box<EngineProcessor>,
+    pub choice: LatencyChoice,
+}
+
+pub struct Replanner {
+    requests: rtrb::Producer<Request>,
+    built: rtrb::Consumer<Built>,
+    retired: rtrb::Producer<Box<EngineProcessor>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// The choice being built (at most one at a time).
+    pub in_flight: Option<LatencyChoice>,
+}
+
+impl Replanner {
+    /// `template`: the running engine's setup (rate, channels, block, mode flags); the models
+    /// are re-read from `shared` when a plan is built, so a hot-swapped model is kept.
+    pub fn new(template: EngineSetup, assume_freewheel: bool, shared: Arc<EditorShared>) -> Self {
+        let (requests, mut req_rx) = rtrb::RingBuffer::<Request>::new(4);
+        let (mut built_tx, built) = rtrb::RingBuffer::<Built>::new(2);
+        let (retired, mut retired_rx) = rtrb::RingBuffer::<Box<EngineProcessor>>::new(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_t = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("streamspeech-replan".into())
+            .spawn(move || {
+                // Fill the window's latency table for the other choices (the active one is set).
+                let models = current_models(&shared);
+                for c in LatencyChoice::ALL {
+                    if stop_t.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let l = planned_latency(template.host_rate, template.max_block, c, &models);
+                    shared.latency_table[c.index()].store(l, Ordering::Relaxed);
+                }
+                // What the swapped-in engine hands the window once the swap has happened.
+                let mut pending: Option<(Arc<engine::EngineStats>, Option<rtrb::Consumer<engine::scope::ScopeFrame>>, engine::SlotSwapper, u32)> = None;
+                while !stop_t.load(Ordering::Relaxed) {
+                    if let Ok(req) = req_rx.pop() {
+                        let mut setup = template.clone();
+                        setup.chunk_ms = req.choice.millis();
+                        setup.slots = current_models(&shared);
+                        setup.initial_slot = req.slot;
+                        let mut engine = EngineProcessor::new(setup);
+                        if assume_freewheel {
+                            engine.assume_freewheel();
+                        }
+                        pending = Some((engine.stats.clone(), engine.take_scope(), engine.swapper(), engine.latency()));
+                        let _ = built_tx.push(Built { engine: Box::new(engine), choice: req.choice });
+                    }
+                    if let Ok(old) = retired_rx.pop() {
+                        // The audio thread runs the new engine now: the window follows it.
+                        if let Some((stats, scope, swapper, latency)) = pending.take() {
+                            *shared.stats.write() = Some(stats);
+                            *shared.scope.lock() = scope;
+                            *shared.swapper.lock() = Some(swapper);
+                            shared.reported_latency.store(latency, Ordering::Relaxed);
+                        }
+                        drop(old);
+                    }
+                    std::thread::park_timeout(Duration::from_millis(5));
+                }
+            })
+            .expect("spawn re-plan thread");
+        Self { requests, built, retired, stop, thread: Some(thread), in_flight: None }
+    }
+
+    /// Asks for an engine with `choice` (audio thread; no allocation). Ignored while one is built.
+    pub fn request(&mut self, choice: LatencyChoice, slot: usize) {
+        if self.in_flight.is_none() && self.requests.push(Request { choice, slot }).is_ok() {
+            self.in_flight = Some(choice);
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+
+    /// The built engine, if ready. With `wait` (rendering exactly: offline or freewheel), waits
+    /// for the one in flight (bounded).
+    pub fn take_built(&mut self, wait: bool) -> Option<Built> {
+        self.in_flight?;
+        let start = Instant::now();
+        loop {
+            if let Ok(b) = self.built.pop() {
+                self.in_flight = None;
+                return Some(b);
+            }
+            if !wait || start.elapsed() > Duration::from_secs(30) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Hands the replaced engine back to be dropped off the audio thread.
+    pub fn retire(&mut self, old: Box<EngineProcessor>) {
+        if let Err(rtrb::PushError::Full(old)) = self.retired.push(old) {
+            // Cannot happen with one swap in flight; never drop (join a thread) here.
+            std::mem::forget(old);
+        }
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Replanner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+fn current_models(shared: &EditorShared) -> [Option<Arc<vocoder::Vocoder>>; 2] {
+    let slots = shared.slots.read();
+    [slots[0].vocoder(), slots[1].vocoder()]
+}
