@@ -86,7 +86,24 @@ pub fn new_slot_stream(setup: &EngineSetup, slot: usize) -> SlotStream {
     }))
 }
 
+/// The latency budget for `setup`. Memoised process-wide (building the slot pipelines to run
+/// their availability arithmetic costs ≈ 5–150 ms, more at high or odd rates, and hosts
+/// re-activate often): the key holds the models' identities, which the model cache keeps stable.
 pub fn plan(setup: &EngineSetup) -> LatencyBudget {
+    type Key = (u32, usize, u32, [usize; 2]);
+    static MEMO: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<Key, LatencyBudget>>> = std::sync::OnceLock::new();
+    let id = |s: &Option<Arc<Vocoder>>| s.as_ref().map_or(0, |v| Arc::as_ptr(v) as usize);
+    let key = (setup.host_rate, setup.max_block, setup.chunk_ms, [id(&setup.slots[0]), id(&setup.slots[1])]);
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(b) = memo.lock().get(&key) {
+        return *b;
+    }
+    let b = plan_uncached(setup);
+    memo.lock().insert(key, b);
+    b
+}
+
+fn plan_uncached(setup: &EngineSetup) -> LatencyBudget {
     let mut data = 0;
     let mut chunk = 0;
     for s in 0..2 {

@@ -26,7 +26,33 @@ pub struct RateConverter {
     /// Average frames out per call.
     pub chunk_out: usize,
     pub delay: usize,
-    cum_out: Vec<u64>,
+    cum_out: std::sync::Arc<Vec<u64>>,
+}
+
+/// The cumulative output of a converter's first calls from `from` to `to` Hz (for latency
+/// planning). Deterministic in the pair, and costly at high or odd rates (5 s of input through a
+/// twin converter: ≈ 0.1–0.3 s at 768 kHz), so computed once per process and pair: hosts
+/// re-activate often, each activation plans and builds several converters.
+fn output_table(from: u32, to: u32, chunk_in: usize, max_out: usize) -> std::sync::Arc<Vec<u64>> {
+    type Memo = parking_lot::Mutex<std::collections::HashMap<(u32, u32), std::sync::Arc<Vec<u64>>>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(t) = memo.lock().get(&(from, to)) {
+        return t.clone();
+    }
+    let mut twin = Fft::<f32>::new(from as usize, to as usize, 256, 1, FixedSync::Input).expect("valid rates");
+    let zeros = vec![0f32; chunk_in];
+    let mut sink = vec![0f32; max_out];
+    let mut cum_out = vec![0u64];
+    for _ in 0..(from as usize * 5).div_ceil(chunk_in) {
+        let input = InterleavedSlice::new(&zeros[..], 1, chunk_in).expect("sizes");
+        let mut output = InterleavedSlice::new_mut(&mut sink[..], 1, max_out).expect("sizes");
+        let (_, n) = twin.process_into_buffer(&input, &mut output, None).expect("fixed chunk sizes");
+        cum_out.push(cum_out.last().unwrap() + n as u64);
+    }
+    let table = std::sync::Arc::new(cum_out);
+    memo.lock().insert((from, to), table.clone());
+    table
 }
 
 impl RateConverter {
@@ -40,25 +66,16 @@ impl RateConverter {
                 chunk_in: 1,
                 chunk_out: 1,
                 delay: 0,
-                cum_out: Vec::new(),
+                cum_out: Default::default(),
             };
         }
         let fft = Fft::<f32>::new(from as usize, to as usize, 256, 1, FixedSync::Input).expect("valid rates");
         let chunk_in = fft.input_frames_next();
         let delay = fft.output_delay();
         let max_out = fft.output_frames_max();
-        // The frames each call yields vary (the ratio need not divide the chunk); tabulate the
-        // cumulative output of the first calls on a twin converter, for latency planning.
-        let mut twin = Fft::<f32>::new(from as usize, to as usize, 256, 1, FixedSync::Input).expect("valid rates");
-        let zeros = vec![0f32; chunk_in];
-        let mut sink = vec![0f32; max_out];
-        let mut cum_out = vec![0u64];
-        for _ in 0..(from as usize * 5).div_ceil(chunk_in) {
-            let input = InterleavedSlice::new(&zeros[..], 1, chunk_in).expect("sizes");
-            let mut output = InterleavedSlice::new_mut(&mut sink[..], 1, max_out).expect("sizes");
-            let (_, n) = twin.process_into_buffer(&input, &mut output, None).expect("fixed chunk sizes");
-            cum_out.push(cum_out.last().unwrap() + n as u64);
-        }
+        // The frames each call yields vary (the ratio need not divide the chunk): the table of the
+        // first calls' cumulative output, for latency planning.
+        let cum_out = output_table(from, to, chunk_in, max_out);
         let chunk_out = (cum_out.last().unwrap() / (cum_out.len() as u64 - 1)) as usize;
         Self {
             cum_out,

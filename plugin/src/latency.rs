@@ -56,25 +56,9 @@ impl LatencyChoice {
 }
 
 /// The latency (host samples) the engine has for these inputs: data latency of the slots'
-/// pipelines plus the worker's compute margin (max of chunk and host block).
-///
-/// Memoised process-wide (≈ 9 ms per plan; hosts re-activate often, e.g. on every latency
-/// change): the key holds the loaded models' identities, which the model cache keeps stable.
+/// pipelines plus the worker's compute margin (max of chunk and host block). The engine memoises
+/// its plans process-wide, so this is cheap after the first call for a rate.
 pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, slots: &[Option<Arc<Vocoder>>; 2]) -> u32 {
-    type Key = (u32, usize, usize, [usize; 2]);
-    static MEMO: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<Key, u32>>> = std::sync::OnceLock::new();
-    let id = |s: &Option<Arc<Vocoder>>| s.as_ref().map_or(0, |v| Arc::as_ptr(v) as usize);
-    let key = (host_rate, max_block, choice.index(), [id(&slots[0]), id(&slots[1])]);
-    let memo = MEMO.get_or_init(Default::default);
-    if let Some(l) = memo.lock().get(&key) {
-        return *l;
-    }
-    let l = plan_latency(host_rate, max_block, choice, slots);
-    memo.lock().insert(key, l);
-    l
-}
-
-fn plan_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, slots: &[Option<Arc<Vocoder>>; 2]) -> u32 {
     engine::plan(&engine::EngineSetup {
         host_rate,
         channels: 1,
