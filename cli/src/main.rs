@@ -164,6 +164,13 @@ enum ModelsCmd {
         #[arg(long, default_value = "models")]
         dir: PathBuf,
     },
+    /// Copy the model files (`*.safetensors`) of the models folder into the folder the plugin
+    /// reads its default models from (`$STREAMSPEECH_VOCODER_MODELS`, else
+    /// `$XDG_DATA_HOME/streamspeech-vocoder/models`), replacing older copies.
+    Install {
+        #[arg(long, default_value = "models")]
+        dir: PathBuf,
+    },
     /// List the model files in the models folder with family, checksum and load status.
     List {
         #[arg(long, default_value = "models")]
@@ -230,6 +237,10 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Models { command: ModelsCmd::List { dir, json } } => list_models(&dir, json, &device),
+        Cmd::Models { command: ModelsCmd::Install { dir } } => match install_models(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Cmd::Units(args) => match units_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
@@ -342,6 +353,27 @@ fn units_cmd(a: &UnitsArgs) -> Result<(), String> {
         out.durations.as_ref().map(|d| format!(", {} frames after duration prediction", d.iter().sum::<u32>())).unwrap_or_default(),
         wav.seconds()
     );
+    Ok(())
+}
+
+/// `models install`: copies `dir/*.safetensors` into the plugin's models folder.
+fn install_models(dir: &Path) -> Result<(), String> {
+    let dest = vocoder::fetch::plugin_models_dir();
+    std::fs::create_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "safetensors") {
+            let to = dest.join(path.file_name().expect("a file name"));
+            std::fs::copy(&path, &to).map_err(|e| format!("copying {} to {}: {e}", path.display(), to.display()))?;
+            println!("installed {}", to.display());
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return Err(format!("no model files (*.safetensors) in {}: run `models fetch` first", dir.display()));
+    }
     Ok(())
 }
 

@@ -114,3 +114,32 @@ fn models_fetch_is_idempotent_and_list_names_the_default() {
     assert_eq!(student["family"], "grc-mrf");
     assert_eq!(student["status"], "ok");
 }
+
+/// `models install` copies the model files into the folder the plugin reads (here redirected by
+/// `$STREAMSPEECH_VOCODER_MODELS`), byte for byte; an empty or missing folder is a clear error.
+#[test]
+fn models_install_copies_the_models_where_the_plugin_reads_them() {
+    let dest = root().join("target/cli-test-models-install");
+    let _ = std::fs::remove_dir_all(&dest);
+    let o = Command::new(env!("CARGO_BIN_EXE_streamspeech-vocoder"))
+        .args(["models", "install"])
+        .env("STREAMSPEECH_VOCODER_MODELS", &dest)
+        .current_dir(root())
+        .output()
+        .expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for name in ["hifigan_v1_universal.safetensors", "grc_mrf_distilled.safetensors"] {
+        let a = std::fs::read(root().join("models").join(name)).expect("default model present (cargo xtask models)");
+        let b = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name} not installed: {e}"));
+        assert!(a == b, "{name} differs after install");
+    }
+    let empty = root().join("target/cli-test-models-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_streamspeech-vocoder"))
+        .args(["models", "install", "--dir", empty.to_str().unwrap()])
+        .env("STREAMSPEECH_VOCODER_MODELS", &dest)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no model files"));
+}

@@ -128,6 +128,7 @@ impl Plugin for StreamSpeechVocoder {
         buffer_config: &BufferConfig,
         context: &mut impl ActivateContext<Self>,
     ) -> bool {
+        pin_library();
         // Models load here (main thread, cached process-wide: once per process, not per
         // activation), never in process().
         let (slots, device_status) = resolve_slots(&self.params);
@@ -260,6 +261,31 @@ impl Plugin for StreamSpeechVocoder {
         engine.process(buffer.as_slice(), &mut || (mix.next(), 10f32.powf(gain.next() / 20.0)));
         self.position += len as u64;
         ProcessStatus::Normal
+    }
+}
+
+/// Keeps this plugin's shared library loaded until the process exits.
+///
+/// The kernels' thread pools and the model cache are process-wide and outlive instances (hosts
+/// create and destroy instances often; loading the models is the slow part). The pools' idle
+/// threads park inside this library's code, so a host that unloads the library after its last
+/// instance (a VST3 module release, a session close) would leave them returning into unmapped
+/// code on their next wake-up. Marking the library `RTLD_NODELETE` (a `dlopen` of ourselves)
+/// makes the host's `dlclose` leave it mapped. Unix only (Linux and macOS; a Windows build would
+/// need `GetModuleHandleExW` with `GET_MODULE_HANDLE_EX_FLAG_PIN` for the same).
+fn pin_library() {
+    #[cfg(unix)]
+    {
+        static PINNED: std::sync::Once = std::sync::Once::new();
+        PINNED.call_once(|| unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            // Any address inside this library finds its path.
+            if libc::dladdr(pin_library as *const libc::c_void, &mut info) != 0 && !info.dli_fname.is_null() {
+                // RTLD_NOLOAD: only take another reference to the loaded library; RTLD_NODELETE:
+                // never unmap it. The handle is deliberately never closed.
+                let _ = libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
+            }
+        });
     }
 }
 

@@ -40,7 +40,7 @@ pub fn resolve_device(choice: DeviceChoice) -> (candle_core::Device, String) {
 }
 
 /// Environment variable naming the folder with the default models.
-pub const MODELS_ENV: &str = "STREAMSPEECH_VOCODER_MODELS";
+pub const MODELS_ENV: &str = vocoder::fetch::PLUGIN_MODELS_ENV;
 /// Persisted slot value meaning "no model in this slot".
 pub const NO_MODEL: &str = "none";
 
@@ -84,17 +84,10 @@ impl SlotStatus {
     }
 }
 
-/// The folder holding the default models: `$STREAMSPEECH_VOCODER_MODELS`, else
-/// `$XDG_DATA_HOME/streamspeech-vocoder/models` (`~/.local/share/...`).
+/// The folder holding the default models (`vocoder::fetch::plugin_models_dir`):
+/// `$STREAMSPEECH_VOCODER_MODELS`, else `$XDG_DATA_HOME/streamspeech-vocoder/models`.
 pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os(MODELS_ENV) {
-        return PathBuf::from(d);
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("streamspeech-vocoder/models")
+    vocoder::fetch::plugin_models_dir()
 }
 
 pub fn default_file(mode: Mode) -> &'static str {

@@ -29,6 +29,35 @@ fn root() -> PathBuf {
 /// Runs an Ardour tool with the scratch HOME and the plugin's environment; fails the test with
 /// its output when it fails. Returns stdout + stderr.
 fn ardour(work: &Path, program: &str, args: &[&str]) -> String {
+    ardour_attempts(work, program, args, 1)
+}
+
+/// `ardour7-export` of Ardour 7.3 sometimes dies of heap corruption in its own teardown
+/// (`ARDOUR::PortExportChannel::~PortExportChannel` → `double free or corruption`, found with a
+/// core dump; 1 in 20 exports of a session without any plugin, about 1 in 7 with ours), and such a
+/// run's file has corrupt samples every 2048 frames. A run that exits normally was always exact
+/// (20 of 20 identical). So an export killed by a signal is run again, up to `attempts` times;
+/// an export that exits with an error is a failure at once.
+fn ardour_attempts(work: &Path, program: &str, args: &[&str], attempts: usize) -> String {
+    for attempt in 1..=attempts {
+        let text = ardour_once(work, program, args);
+        match text {
+            Ok(text) => return text,
+            Err((signalled, text)) if signalled && attempt < attempts => {
+                eprintln!("{program} was killed by a signal (attempt {attempt} of {attempts}), running it again:\n{}", tail(&text));
+            }
+            Err((_, text)) => panic!("{program} {args:?} failed:\n{text}"),
+        }
+    }
+    unreachable!()
+}
+
+fn tail(text: &str) -> &str {
+    &text[text.len().saturating_sub(400)..]
+}
+
+fn ardour_once(work: &Path, program: &str, args: &[&str]) -> Result<String, (bool, String)> {
+    use std::os::unix::process::ExitStatusExt;
     let out = Command::new(program)
         .args(args)
         .env("HOME", work.join("home"))
@@ -38,8 +67,11 @@ fn ardour(work: &Path, program: &str, args: &[&str]) -> String {
         .output()
         .unwrap_or_else(|e| panic!("could not run {program}: {e} (Debian: apt-get install ardour; .ci/run does)"));
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{program} {args:?} failed ({}):\n{text}", out.status);
-    text
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err((out.status.signal().is_some(), format!("({})\n{text}", out.status)))
+    }
 }
 
 /// The value after `key ` on the last line that starts with it.
@@ -155,7 +187,8 @@ fn ardour_exports_the_wet_signal_aligned_with_mode_automation_and_latency_change
 
     let export = |snapshot: &str| {
         let out = work.join(format!("{snapshot}.wav"));
-        ardour(&work, "ardour7-export", &["-b", "float", "-o", &out.display().to_string(), &sess_s, snapshot]);
+        let _ = std::fs::remove_file(&out);
+        ardour_attempts(&work, "ardour7-export", &["-b", "float", "-o", &out.display().to_string(), &sess_s, snapshot], 4);
         read_export(&out)
     };
     let auto = export("s_auto");
@@ -194,7 +227,7 @@ fn ardour_exports_the_wet_signal_aligned_with_mode_automation_and_latency_change
         assert!(dry_residual > 0.1, "{what}: the export is the dry input (residual {dry_residual})");
         assert!(cmp.level_db.abs() < 6.0, "{what}: level {cmp:?}");
         assert_eq!(cmp.lag, 0, "{what}: the export is not aligned with the render: {cmp:?}");
-        assert!(cmp.max_diff <= 1e-4, "{what}, channel {c}: export differs from the CLI render: {cmp:?}");
+        assert!(cmp.max_diff <= 1e-4, "{what}, channel {c}: export differs from the CLI render by {} at sample {}: {cmp:?}", cmp.max_diff, cmp.max_at);
     }
     // The Mode switch: where the automated and the plain export part.
     let first_diff = (0..n).find(|&i| (auto[0][i] - noauto[0][i]).abs() > 1e-6).expect("Mode automation changed nothing");

@@ -165,3 +165,19 @@ pub fn fetch_one(m: &DefaultModel, models_dir: &Path, log: &mut dyn FnMut(&str))
 pub fn fetch_defaults(models_dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Vec<FetchOutcome>, VocoderError> {
     DEFAULT_MODELS.iter().map(|m| fetch_one(m, models_dir, log)).collect()
 }
+
+/// The environment variable that overrides where the plugin reads its default models.
+pub const PLUGIN_MODELS_ENV: &str = "STREAMSPEECH_VOCODER_MODELS";
+
+/// The folder the plugin reads its default models from: `$STREAMSPEECH_VOCODER_MODELS`, else
+/// `$XDG_DATA_HOME/streamspeech-vocoder/models` (`~/.local/share/...`).
+pub fn plugin_models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os(PLUGIN_MODELS_ENV) {
+        return PathBuf::from(d);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("streamspeech-vocoder/models")
+}

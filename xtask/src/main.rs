@@ -8,7 +8,7 @@
 //! - `cargo xtask screenshot [--seconds S]`: build the standalone (release) and take a screenshot
 //!   of the window with speech playing (`scripts/window_screenshot.py`, into `target/window/`).
 //! - `cargo xtask install`: bundle in release, copy the bundles into the user's plugin folders and
-//!   the default models into the folder the plugin reads (`models::models_dir()`).
+//!   the default models into the folder the plugin reads (`streamspeech-vocoder models install`).
 //! - `cargo xtask models`: fetch and convert the default models into `models/`.
 //! - `cargo xtask demo [INPUT] [--switch SECONDS] [--out DIR]`: the README's main job: fetch the
 //!   models, bundle the plugin (release), and bounce a demo clip through the **bundled** plugin
@@ -149,30 +149,9 @@ fn install() -> Result<()> {
         copy_recursively(&from, &to).with_context(|| format!("copying {}", from.display()))?;
         eprintln!("installed {}", to.display());
     }
-    let models_dir = plugin_models_dir();
-    std::fs::create_dir_all(&models_dir)?;
-    for entry in std::fs::read_dir("models")? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            let to = models_dir.join(path.file_name().unwrap());
-            std::fs::copy(&path, &to).with_context(|| format!("copying {}", path.display()))?;
-            eprintln!("installed {}", to.display());
-        }
-    }
+    // The default models into the folder the plugin reads (the CLI knows the rule).
+    cargo(&["run", "--quiet", "-p", "streamspeech-cli", "--", "models", "install"])?;
     Ok(())
-}
-
-/// Where the plugin reads its default models (the rule of `plugin/src/models.rs::models_dir`,
-/// restated here so the xtask does not build the model crates).
-fn plugin_models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("STREAMSPEECH_VOCODER_MODELS") {
-        return PathBuf::from(d);
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("streamspeech-vocoder/models")
 }
 
 fn copy_recursively(from: &Path, to: &Path) -> Result<()> {
