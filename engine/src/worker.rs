@@ -16,6 +16,15 @@ fn pipes(setup: &EngineSetup) -> [SlotPipe; 2] {
     [0, 1].map(|s| SlotPipe::new(new_slot_stream(setup, s), setup.passthrough_gain[s]))
 }
 
+/// Fresh pipelines whose first output is for input index `at` (a resync or a restart).
+fn pipes_from(setup: &EngineSetup, at: u64) -> [SlotPipe; 2] {
+    let mut slots = pipes(setup);
+    for s in slots.iter_mut() {
+        s.current.ready_base = at;
+    }
+    slots
+}
+
 pub(crate) fn spawn(
     setup: EngineSetup,
     mut input: rtrb::Consumer<f32>,
@@ -32,7 +41,8 @@ pub(crate) fn spawn(
             // The models in use (hot swaps change them; a resync rebuilds from them).
             let mut setup = setup;
             // Real time: the kernels run on this thread alone, leaving the other cores to the
-            // host. Offline (a bounce): every core, since nothing else is waiting on time.
+            // host. Rendering exactly (offline, or a freewheel the audio thread recognised): every
+            // core, since nothing else is waiting on time.
             let all_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let mut exact = shared.exact.load(Ordering::Relaxed);
             vocoder::kernels::set_threads(if exact { all_cores } else { 1 });
@@ -111,15 +121,15 @@ pub(crate) fn spawn(
                         c.commit_all();
                     }
                     input_pos += skip as u64;
-                    slots = pipes(&setup);
-                    for s in slots.iter_mut() {
-                        s.current.ready_base = input_pos;
-                    }
+                    slots = pipes_from(&setup, input_pos);
                     emitted = input_pos;
                     scope.restart(input_pos);
                     shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                // Hold back half a fade: a switch at input t fades from t - fade/2, and it is only
+                // known once input t has been read.
+                let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
                 // The buffer in segments, cut where the audio thread asked the streams to restart
                 // (the host's transport started or jumped, see `EngineProcessor::restart_at`).
                 let mut seg_start = 0;
@@ -141,9 +151,6 @@ pub(crate) fn spawn(
                             return;
                         }
                     }
-                    // Hold back half a fade: a switch at input t fades from t - fade/2, and it is
-                    // only known once input t has been read.
-                    let lookahead = mode_fade_samples(setup.host_rate as f32) / 2;
                     let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
                     wet_buf.clear();
                     while emitted < ready {
@@ -170,10 +177,7 @@ pub(crate) fn spawn(
                             }
                             emitted += 1;
                         }
-                        slots = pipes(&setup);
-                        for s in slots.iter_mut() {
-                            s.current.ready_base = input_pos;
-                        }
+                        slots = pipes_from(&setup, input_pos);
                         scope.restart(input_pos);
                         shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     }

@@ -228,7 +228,7 @@ impl Plugin for StreamSpeechVocoder {
                 (_, Some(replanner)) => {
                     let interval = (replan::MIN_REPLAN_INTERVAL_S * self.host_rate as f64) as u64;
                     let due = self.last_replan_at.is_none_or(|t| self.position >= t + interval);
-                    if due && replanner.in_flight.is_none() {
+                    if due && !replanner.building {
                         replanner.request(wanted, slot);
                         self.last_replan_at = Some(self.position);
                     }

@@ -43,8 +43,8 @@ pub struct Replanner {
     retired: rtrb::Producer<Box<EngineProcessor>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// The choice being built (at most one at a time).
-    pub in_flight: Option<LatencyChoice>,
+    /// An engine is being built (at most one at a time; it carries its choice).
+    pub building: bool,
 }
 
 impl Replanner {
@@ -97,13 +97,13 @@ impl Replanner {
                 }
             })
             .expect("spawn re-plan thread");
-        Self { requests, built, retired, stop, thread: Some(thread), in_flight: None }
+        Self { requests, built, retired, stop, thread: Some(thread), building: false }
     }
 
     /// Asks for an engine with `choice` (audio thread; no allocation). Ignored while one is built.
     pub fn request(&mut self, choice: LatencyChoice, slot: usize) {
-        if self.in_flight.is_none() && self.requests.push(Request { choice, slot }).is_ok() {
-            self.in_flight = Some(choice);
+        if !self.building && self.requests.push(Request { choice, slot }).is_ok() {
+            self.building = true;
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
@@ -113,11 +113,13 @@ impl Replanner {
     /// The built engine, if ready. With `wait` (rendering exactly: offline or freewheel), waits
     /// for the one in flight (bounded).
     pub fn take_built(&mut self, wait: bool) -> Option<Built> {
-        self.in_flight?;
+        if !self.building {
+            return None;
+        }
         let start = Instant::now();
         loop {
             if let Ok(b) = self.built.pop() {
-                self.in_flight = None;
+                self.building = false;
                 return Some(b);
             }
             if !wait || start.elapsed() > Duration::from_secs(30) {
