@@ -34,20 +34,47 @@ pub enum AudioError {
     Empty(PathBuf),
     #[error("{0}: {1} channels; the vocoder takes mono or stereo input")]
     Channels(PathBuf, usize),
-    #[error("{0} exists (use --force to overwrite)")]
-    Exists(PathBuf),
+    #[error("{0}: sample rate {1} Hz is outside {min}..={max} Hz", min = MIN_RATE, max = MAX_RATE)]
+    Rate(PathBuf, u32),
+    #[error("{0}: longer than one render handles ({1} samples; the limit is {max}): split it", max = MAX_SAMPLES)]
+    TooLong(PathBuf, u64),
+    #[error("{0}")]
+    File(String),
     #[error("cannot write {0}: {1}")]
     Write(PathBuf, String),
 }
 
+/// Sample rates an input may have (the engine's resampler converts any of these).
+pub const MIN_RATE: u32 = 1_000;
+pub const MAX_RATE: u32 = 768_000;
+/// Most samples (all channels) one input may decode to: 1 GiB as f32, e.g. 46 minutes of 48 kHz
+/// stereo. A small compressed file can claim hours; it is stopped here, not by the allocator.
+pub const MAX_SAMPLES: u64 = 1 << 28;
+/// Largest input file read.
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
+fn check_rate(path: &Path, rate: u32) -> Result<(), AudioError> {
+    if (MIN_RATE..=MAX_RATE).contains(&rate) { Ok(()) } else { Err(AudioError::Rate(path.into(), rate)) }
+}
+
 pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
+    let len = vocoder::files::regular_file_len(path).map_err(|e| AudioError::File(e.to_string()))?;
+    if len > MAX_FILE_BYTES {
+        return Err(AudioError::File(format!("{}: {} MB is larger than an input may be", path.display(), len >> 20)));
+    }
     let file = std::fs::File::open(path).map_err(|e| AudioError::Io(path.into(), e))?;
     let is_wav = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav") || e.eq_ignore_ascii_case("wave"));
     let audio = if is_wav {
-        match read_wav(path) {
+        match read_wav(path, None) {
             Ok(a) => a,
-            // WAV variants hound does not read (e.g. A-law) may still decode with symphonia.
-            Err(_) => read_symphonia(path, file)?,
+            Err(e @ (AudioError::Rate(..) | AudioError::TooLong(..) | AudioError::Channels(..))) => return Err(e),
+            // Integer PCM with fewer valid bits than its container (12 in 16, 20 in 24): the
+            // samples are left-justified, so read as the container width. Other WAV variants
+            // hound does not read (e.g. A-law) may still decode with symphonia.
+            Err(_) => match padded_pcm_as_container(path)? {
+                Some(patched) => read_wav(path, Some(patched))?,
+                None => read_symphonia(path, file)?,
+            },
         }
     } else {
         read_symphonia(path, file)?
@@ -61,19 +88,76 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     Ok(audio)
 }
 
-fn read_wav(path: &Path) -> Result<Audio, AudioError> {
+/// Reads with hound: the file, or `bytes` (a patched copy of it). Rate, channel count and length
+/// are checked from the header, before any sample is read.
+fn read_wav(path: &Path, bytes: Option<Vec<u8>>) -> Result<Audio, AudioError> {
     let bad = |e: hound::Error| AudioError::Unsupported(path.into(), e.to_string());
-    let mut r = hound::WavReader::open(path).map_err(bad)?;
+    let source: Box<dyn std::io::Read> = match bytes {
+        Some(b) => Box::new(std::io::Cursor::new(b)),
+        None => Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| AudioError::Io(path.into(), e))?)),
+    };
+    let mut r = hound::WavReader::new(source).map_err(bad)?;
     let spec = r.spec();
+    check_rate(path, spec.sample_rate)?;
     let n_ch = spec.channels as usize;
+    if !(1..=2).contains(&n_ch) {
+        return Err(AudioError::Channels(path.into(), n_ch));
+    }
+    if r.len() as u64 > MAX_SAMPLES {
+        return Err(AudioError::TooLong(path.into(), r.len() as u64));
+    }
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>().map_err(bad)?,
         hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
             r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>().map_err(bad)?
         }
     };
     Ok(deinterleave(&interleaved, n_ch, spec.sample_rate))
+}
+
+/// A WAV whose integer samples have fewer valid bits than their container (a 12-bit recorder's
+/// file): a copy with the header saying the container width, or None when that is not the case.
+/// Chunks are walked with checked offsets; at most the file-size limit is read.
+fn padded_pcm_as_container(path: &Path) -> Result<Option<Vec<u8>>, AudioError> {
+    let mut b = vocoder::files::read_limited(path, MAX_FILE_BYTES, "WAV file").map_err(|e| AudioError::File(e.to_string()))?;
+    if b.len() < 12 || &b[..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+        return Ok(None);
+    }
+    let mut pos = 12usize;
+    while let Some(head) = pos.checked_add(8).and_then(|e| b.get(pos..e)) {
+        let size = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+        let body = pos + 8;
+        if &head[..4] == b"fmt " {
+            if size < 16 || body + size > b.len() {
+                return Ok(None);
+            }
+            let tag = u16::from_le_bytes([b[body], b[body + 1]]);
+            let channels = u16::from_le_bytes([b[body + 2], b[body + 3]]).max(1);
+            let align = u16::from_le_bytes([b[body + 12], b[body + 13]]);
+            let bits = u16::from_le_bytes([b[body + 14], b[body + 15]]);
+            let container = align / channels * 8;
+            let pcm = tag == 1 || (tag == 0xFFFE && size >= 40 && b[body + 24..body + 26] == [1, 0]);
+            if !pcm || !matches!(container, 16 | 24 | 32) {
+                return Ok(None);
+            }
+            let valid_at = body + 18;
+            let valid = if tag == 0xFFFE { u16::from_le_bytes([b[valid_at], b[valid_at + 1]]) } else { bits };
+            if (bits == container && valid == container) || valid == 0 || valid > container || bits > container {
+                return Ok(None);
+            }
+            b[body + 14..body + 16].copy_from_slice(&container.to_le_bytes());
+            if tag == 0xFFFE {
+                b[valid_at..valid_at + 2].copy_from_slice(&container.to_le_bytes());
+            }
+            return Ok(Some(b));
+        }
+        pos = match body.checked_add(size).and_then(|e| e.checked_add(size & 1)) {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+    }
+    Ok(None)
 }
 
 fn deinterleave(x: &[f32], n_ch: usize, rate: u32) -> Audio {
@@ -98,18 +182,21 @@ fn read_symphonia(path: &Path, file: std::fs::File) -> Result<Audio, AudioError>
         hint.with_extension(ext);
     }
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
-        .map_err(|e| bad(e.to_string()))?;
+    // Gapless: the MP3 encoder's delay and padding (LAME/Xing header) are trimmed, so the input
+    // is as long as what was encoded and not shifted.
+    let options = FormatOptions { enable_gapless: true, ..Default::default() };
+    let probed = symphonia::default::get_probe().format(&hint, mss, &options, &MetadataOptions::default()).map_err(|e| bad(e.to_string()))?;
     let mut format = probed.format;
     let track = format.tracks().iter().find(|t| t.codec_params.codec != CODEC_TYPE_NULL).ok_or_else(|| bad("no audio track".into()))?;
     let track_id = track.id;
     let rate = track.codec_params.sample_rate.ok_or_else(|| bad("unknown sample rate".into()))?;
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| bad(e.to_string()))?;
-    let mut interleaved = Vec::new();
+    check_rate(path, rate)?;
     let mut n_ch = track.codec_params.channels.map(|c| c.count()).unwrap_or(0);
+    if n_ch > 2 {
+        return Err(AudioError::Channels(path.into(), n_ch));
+    }
+    let mut decoder = symphonia::default::get_codecs().make(&track.codec_params, &DecoderOptions::default()).map_err(|e| bad(e.to_string()))?;
+    let mut interleaved = Vec::new();
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -122,8 +209,22 @@ fn read_symphonia(path: &Path, file: std::fs::File) -> Result<Audio, AudioError>
         }
         match decoder.decode(&packet) {
             Ok(buf) => {
-                n_ch = buf.spec().channels.count();
-                let mut sb = SampleBuffer::<f32>::new(buf.capacity() as u64, *buf.spec());
+                let spec = *buf.spec();
+                if spec.rate != rate {
+                    return Err(bad(format!("the sample rate changes mid-stream ({rate} → {} Hz)", spec.rate)));
+                }
+                if n_ch != 0 && spec.channels.count() != n_ch {
+                    return Err(bad("the channel count changes mid-stream".into()));
+                }
+                n_ch = spec.channels.count();
+                if n_ch > 2 {
+                    return Err(AudioError::Channels(path.into(), n_ch));
+                }
+                let n = (buf.frames() * n_ch) as u64;
+                if interleaved.len() as u64 + n > MAX_SAMPLES {
+                    return Err(AudioError::TooLong(path.into(), interleaved.len() as u64 + n));
+                }
+                let mut sb = SampleBuffer::<f32>::new(buf.capacity() as u64, spec);
                 sb.copy_interleaved_ref(buf);
                 interleaved.extend_from_slice(sb.samples());
             }
@@ -144,18 +245,11 @@ pub enum Bits {
     Float32,
 }
 
-/// Writes `audio` to `path` via a temp file in the same folder and a rename, so a failure
-/// leaves nothing behind and an existing file is only replaced when `force`.
-pub fn write_wav(path: &Path, audio: &Audio, bits: Bits, force: bool) -> Result<(), AudioError> {
-    if path.exists() && !force {
-        return Err(AudioError::Exists(path.into()));
-    }
+/// Encodes `audio` as WAV into a temporary file beside `path` (checked first: see
+/// `vocoder::files::Output`), not yet in place: `commit` it, or drop it and nothing is left.
+pub fn encode_wav(path: &Path, audio: &Audio, bits: Bits, force: bool) -> Result<vocoder::files::Output, AudioError> {
     let werr = |m: String| AudioError::Write(path.into(), m);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new().prefix(".streamspeech-").suffix(".wav.part").tempfile_in(&dir).map_err(|e| werr(e.to_string()))?;
+    let mut out = vocoder::files::Output::create(path, force).map_err(|e| AudioError::File(e.to_string()))?;
     let spec = hound::WavSpec {
         channels: audio.channels.len() as u16,
         sample_rate: audio.rate,
@@ -167,7 +261,7 @@ pub fn write_wav(path: &Path, audio: &Audio, bits: Bits, force: bool) -> Result<
         sample_format: if bits == Bits::Float32 { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
     };
     {
-        let f = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(|e| werr(e.to_string()))?);
+        let f = std::io::BufWriter::new(out.file());
         let mut w = hound::WavWriter::new(f, spec).map_err(|e| werr(e.to_string()))?;
         for i in 0..audio.frames() {
             for c in &audio.channels {
@@ -182,10 +276,10 @@ pub fn write_wav(path: &Path, audio: &Audio, bits: Bits, force: bool) -> Result<
         }
         w.finalize().map_err(|e| werr(e.to_string()))?;
     }
-    if force {
-        tmp.persist(path).map_err(|e| werr(e.error.to_string()))?;
-    } else {
-        tmp.persist_noclobber(path).map_err(|e| werr(e.error.to_string()))?;
-    }
-    Ok(())
+    Ok(out)
+}
+
+/// Writes `audio` to `path` atomically (an existing file is only replaced when `force`).
+pub fn write_wav(path: &Path, audio: &Audio, bits: Bits, force: bool) -> Result<(), AudioError> {
+    encode_wav(path, audio, bits, force)?.commit().map_err(|e| AudioError::File(e.to_string()))
 }

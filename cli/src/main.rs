@@ -52,6 +52,9 @@ struct RenderArgs {
     /// Automation: TIME:MODE,... (seconds of input), e.g. 1.0:modified,2.5:original.
     #[arg(long)]
     switch: Option<String>,
+    /// Automation from a file: TIME:MODE entries separated by commas or newlines.
+    #[arg(long, value_name = "FILE")]
+    switch_file: Option<PathBuf>,
     /// The processing chunk (the plugin's Latency: 20, 40, 80, 160, 320 or 640 ms).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(1..=2000))]
     latency_ms: u32,
@@ -202,8 +205,8 @@ fn main() -> ExitCode {
             if ins.ok() { ExitCode::SUCCESS } else { ExitCode::from(2) }
         }
         Cmd::Convert { checkpoint, output, config, force } => {
-            if output.exists() && !force {
-                return fail(format!("{} exists (use --force to overwrite)", output.display()));
+            if let Err(e) = vocoder::files::output_target(&output, force) {
+                return fail(e);
             }
             let ckpt = match checkpoint::load(&checkpoint) {
                 Ok(c) => c,
@@ -254,13 +257,14 @@ fn main() -> ExitCode {
 
 /// `inspect` for unit vocoders (None when the checkpoint's config is not a unit config).
 fn inspect_units(path: &Path, config: Option<&Path>, json: bool, device: &candle_core::Device) -> Option<ExitCode> {
+    let read = |p: &Path| vocoder::files::read_text(p, vocoder::files::MAX_CONFIG_BYTES, "config").ok();
     let text = match config {
-        Some(c) => std::fs::read_to_string(c).ok()?,
+        Some(c) => read(c)?,
         None => {
             let ckpt = checkpoint::load(path).ok()?;
             match ckpt.embedded_config {
                 Some(t) => t,
-                None => std::fs::read_to_string(path.with_file_name("config.json")).ok()?,
+                None => read(&path.with_file_name("config.json"))?,
             }
         }
     };
@@ -311,16 +315,14 @@ fn inspect_units(path: &Path, config: Option<&Path>, json: bool, device: &candle
 }
 
 fn units_cmd(a: &UnitsArgs) -> Result<(), String> {
-    if a.output.exists() && !a.force {
-        return Err(format!("{} exists (use --force to overwrite)", a.output.display()));
-    }
-    let text = std::fs::read_to_string(&a.units).map_err(|e| format!("cannot read {}: {e}", a.units.display()))?;
+    vocoder::files::output_target(&a.output, a.force).map_err(|e| e.to_string())?;
+    let text = vocoder::files::read_text(&a.units, 64 << 20, "unit list").map_err(|e| e.to_string())?;
     let units = text
         .split_whitespace()
         .map(|t| t.parse::<i64>().map_err(|_| format!("{}: `{t}` is not a unit id", a.units.display())))
         .collect::<Result<Vec<_>, _>>()?;
     let loaded = vocoder::units::load_unit_vocoder(&a.model, a.config.as_deref(), &candle_core::Device::Cpu)
-        .map_err(|e| format!("unit vocoder {}: {e}", a.model.display()))?;
+        .map_err(|e| format!("unit vocoder {}: {}", a.model.display(), e.detail()))?;
     let v = &loaded.vocoder;
     let c = v.config();
     let dims = match &c.film {
@@ -366,7 +368,8 @@ fn install_models(dir: &Path) -> Result<(), String> {
         let path = entry.map_err(|e| e.to_string())?.path();
         if path.is_file() && path.extension().is_some_and(|e| e == "safetensors") {
             let to = dest.join(path.file_name().expect("a file name"));
-            std::fs::copy(&path, &to).map_err(|e| format!("copying {} to {}: {e}", path.display(), to.display()))?;
+            let bytes = vocoder::files::read_limited(&path, checkpoint::MAX_CHECKPOINT_BYTES, "model").map_err(|e| e.to_string())?;
+            vocoder::files::write_file(&to, &bytes, true).map_err(|e| format!("copying {} to {}: {}", path.display(), to.display(), e.detail()))?;
             println!("installed {}", to.display());
             n += 1;
         }
@@ -415,8 +418,8 @@ fn load_slot(slot: usize, explicit: Option<&Path>, dir: &Path, device: &candle_c
             p
         }
     };
-    let loaded = vocoder::load_vocoder(&path, None, device).map_err(|e| format!("{name} model {}: {e}", path.display()))?;
-    let verdict = vocoder::health::probe(&loaded.vocoder).map_err(|e| format!("{name} model {}: {e}", path.display()))?;
+    let loaded = vocoder::load_vocoder(&path, None, device).map_err(|e| format!("{name} model {}: {}", path.display(), e.detail()))?;
+    let verdict = vocoder::health::probe(&loaded.vocoder).map_err(|e| format!("{name} model {}: {}", path.display(), e.detail()))?;
     if !verdict.healthy {
         let why = verdict.reasons.join("; ");
         if !no_health_check {
@@ -429,8 +432,13 @@ fn load_slot(slot: usize, explicit: Option<&Path>, dir: &Path, device: &candle_c
 }
 
 fn render_cmd(a: &RenderArgs) -> Result<(), String> {
-    if a.output.exists() && !a.force {
-        return Err(format!("{} exists (use --force to overwrite)", a.output.display()));
+    // Everything that can be checked is checked before the (long) render.
+    vocoder::files::output_target(&a.output, a.force).map_err(|e| e.to_string())?;
+    if let Some(dir) = &a.report {
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!("--report {}: not a folder", dir.display()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("--report {}: {e}", dir.display()))?;
     }
     let bits = match a.bits {
         16 => Bits::Int16,
@@ -439,9 +447,14 @@ fn render_cmd(a: &RenderArgs) -> Result<(), String> {
         b => return Err(format!("--bits {b}: use 16, 24 or 32")),
     };
     let input = audio_io::read_audio(&a.input).map_err(|e| e.to_string())?;
-    let switches = match &a.switch {
-        Some(s) => render::parse_switches(s).map_err(|e| format!("--switch {e}"))?,
-        None => Vec::new(),
+    let switches = match (&a.switch, &a.switch_file) {
+        (Some(_), Some(_)) => return Err("give --switch or --switch-file, not both".into()),
+        (Some(s), None) => render::parse_switches(s).map_err(|e| format!("--switch {e}"))?,
+        (None, Some(f)) => {
+            let text = vocoder::files::read_text(f, 16 << 20, "switch list").map_err(|e| format!("--switch-file {e}"))?;
+            render::parse_switches(&text).map_err(|e| format!("--switch-file {}: {e}", f.display()))?
+        }
+        (None, None) => Vec::new(),
     };
     let initial = match a.mode {
         ModeArg::Original => ORIGINAL,
@@ -497,7 +510,9 @@ fn render_cmd(a: &RenderArgs) -> Result<(), String> {
         r
     };
     let main = run("render", &setup(initial, switches.clone()));
-    audio_io::write_wav(&a.output, &main.audio, bits, a.force).map_err(|e| e.to_string())?;
+    // Encoded now, put in place only after the report (if any) was written: a failing report
+    // leaves no output behind.
+    let wav = audio_io::encode_wav(&a.output, &main.audio, bits, a.force).map_err(|e| e.to_string())?;
     let rtf = main.compute_seconds / input.seconds();
     if !a.quiet {
         println!(
@@ -534,7 +549,12 @@ fn render_cmd(a: &RenderArgs) -> Result<(), String> {
             println!("report: {} and {}", dir.join("spectrogram.png").display(), dir.join("report.json").display());
         }
     }
+    wav.commit().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
 }
 
 fn candle_device() -> candle_core::Device {
@@ -550,8 +570,13 @@ fn list_models(dir: &Path, json: bool, device: &candle_core::Device) -> ExitCode
     entries.sort();
     for path in entries {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let checksum = std::fs::read(&path).map(|b| sha256_hex(&b)).unwrap_or_default();
-        let ins = Inspection::run(&path, None, device);
+        let checksum = vocoder::files::read_limited(&path, checkpoint::MAX_CHECKPOINT_BYTES, "model").map(|b| sha256_hex(&b)).unwrap_or_default();
+        // One file's failure is that file's row: even a bug (a panic) in reading it does not
+        // take the listing down.
+        let ins = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Inspection::run(&path, None, device))) {
+            Ok(ins) => ins,
+            Err(p) => Inspection::failed(&path, format!("internal error while reading it: {}", panic_message(&p))),
+        };
         let slot = ["original", "modified"].into_iter().find(|s| default_file(s) == Some(name.as_str()));
         let status = if ins.ok() {
             "ok".to_string()

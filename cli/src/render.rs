@@ -25,10 +25,11 @@ pub struct Switch {
     pub slot: usize,
 }
 
-/// Parses `1.0:modified,2.5:original` (times in seconds of input, ascending).
+/// Parses `1.0:modified,2.5:original` (times in seconds of input, ascending); newlines separate
+/// entries too, and lines starting with `#` are comments (the `--switch-file` form).
 pub fn parse_switches(s: &str) -> Result<Vec<Switch>, String> {
     let mut out: Vec<Switch> = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for item in s.split([',', '\n', '\r']).map(str::trim).filter(|i| !i.is_empty() && !i.starts_with('#')) {
         let (t, m) = item.split_once(':').ok_or_else(|| format!("`{item}`: expected TIME:MODE, e.g. 1.0:modified"))?;
         let seconds: f64 = t.trim().parse().map_err(|_| format!("`{item}`: `{t}` is not a time in seconds"))?;
         if !seconds.is_finite() || seconds < 0.0 {

@@ -180,8 +180,14 @@ pub fn write_report(
         mels.push((p.name.to_string(), Mel { data: m, frames: f }));
         report.renders.push(RenderStats { name: p.name.to_string(), mel: verdict.metrics, loudness_lufs: loudness(p.audio), peak: peak(p.audio) });
     }
-    draw(&dir.join("spectrogram.png"), &mels, cfg, input.seconds(), switches)?;
-    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    // Both files are written beside their targets and put in place together: a failure leaves
+    // neither (nor any temporary file).
+    let png = vocoder::files::Output::create(&dir.join("spectrogram.png"), true)?;
+    draw(png.temp_path(), &mels, cfg, input.seconds(), switches)?;
+    let mut json = vocoder::files::Output::create(&dir.join("report.json"), true)?;
+    std::io::Write::write_all(json.file(), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    png.commit()?;
+    json.commit()?;
     Ok(report)
 }
 

@@ -143,3 +143,26 @@ fn models_install_copies_the_models_where_the_plugin_reads_them() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no model files"));
 }
+
+/// One unreadable file is that file's row: the listing goes on, exit 0.
+#[test]
+fn models_list_survives_bad_files() {
+    let dir = root().join("target/cli-test-models-list-hostile");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("models/grc_mrf_distilled.safetensors"), dir.join("good.safetensors")).unwrap();
+    std::fs::write(dir.join("garbage.safetensors"), b"\x80\x02not a pickle at all").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.safetensors")).unwrap();
+    std::fs::create_dir(dir.join("folder.safetensors")).unwrap();
+    let o = run(&["models", "list", "--json", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let status = |name: &str| {
+        v.as_array().unwrap().iter().find(|r| r["file"].as_str().unwrap().ends_with(name)).map(|r| r["status"].as_str().unwrap().to_string()).unwrap()
+    };
+    assert_eq!(status("good.safetensors"), "ok");
+    assert!(status("garbage.safetensors").contains("not a PyTorch file"), "{}", status("garbage.safetensors"));
+    assert!(status("zero.safetensors").contains("not a regular file"), "{}", status("zero.safetensors"));
+    assert!(status("folder.safetensors").contains("folder"), "{}", status("folder.safetensors"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

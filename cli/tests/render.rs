@@ -308,3 +308,161 @@ fn errors_are_one_line_exit_2_and_leave_nothing_behind() {
     // Bad flags.
     expect_2(&["render", p(&input), "-o", p(&d.path().join("x.wav")), "--switch", "1.0:loud"], "not a mode");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile inputs and safe outputs (issue #18)
+
+fn umask() -> u32 {
+    let o = Command::new("sh").args(["-c", "umask"]).output().unwrap();
+    u32::from_str_radix(String::from_utf8_lossy(&o.stdout).trim(), 8).unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Files in `dir` other than `keep` (a failed write must leave nothing behind).
+fn leftovers(dir: &Path, keep: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect()
+}
+
+#[test]
+fn output_paths_are_checked_before_rendering() {
+    let d = tmp();
+    let input = clip_wav(d.path(), "in.wav", "fr_cv_17299458.wav", 0.3, false, 16, false);
+    std::fs::create_dir(d.path().join("folder")).unwrap();
+    // A model that does not exist: had the output been checked only after loading and
+    // rendering, the error would be about the model.
+    let cases = [
+        (PathBuf::from("/dev/null"), "not a regular file"),
+        (d.path().join("folder"), "folder"),
+        (d.path().join("missing/out.wav"), "does not exist"),
+    ];
+    for (out, want) in &cases {
+        let out = p(out);
+        let o = run(&["render", p(&input), "-o", out, "--force", "--model-original", "/nonexistent.safetensors"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want) && !text(&o).contains("nonexistent"), "{out}: {}", text(&o));
+    }
+    assert_eq!(leftovers(d.path(), &["in.wav", "folder"]), Vec::<String>::new());
+}
+
+#[test]
+fn outputs_follow_symlinks_and_take_permissions_from_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp();
+    let input = clip_wav(d.path(), "in.wav", "fr_cv_17299458.wav", 0.3, false, 16, false);
+    // A new file: 0666 less the umask (0644 typically), not 0600.
+    let out = d.path().join("new.wav");
+    assert_eq!(run(&["render", p(&input), "-o", p(&out), "--quiet"]).status.code(), Some(0));
+    assert_eq!(mode(&out), 0o666 & !umask(), "permissions from the umask");
+    // Replacing a file keeps its permissions.
+    let kept = d.path().join("kept.wav");
+    std::fs::write(&kept, b"old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(run(&["render", p(&input), "-o", p(&kept), "--quiet", "--force"]).status.code(), Some(0));
+    assert_eq!(mode(&kept), 0o640);
+    assert_eq!(read(&kept).channels, read(&out).channels);
+    // A symlink is written through: the link stays a link, its target gets the render.
+    let target = d.path().join("target.wav");
+    std::fs::write(&target, b"old").unwrap();
+    let link = d.path().join("link.wav");
+    std::os::unix::fs::symlink("target.wav", &link).unwrap();
+    let o = run(&["render", p(&input), "-o", p(&link), "--quiet", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is still a link");
+    assert_eq!(read(&target).channels, read(&out).channels, "the target holds the render");
+    // Without --force an existing target (through the link) is refused.
+    let o = run(&["render", p(&input), "-o", p(&link), "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("exists"), "{}", text(&o));
+    assert_eq!(leftovers(d.path(), &["in.wav", "new.wav", "kept.wav", "target.wav", "link.wav"]), Vec::<String>::new());
+}
+
+#[test]
+fn a_failing_report_leaves_no_output() {
+    let d = tmp();
+    let input = clip_wav(d.path(), "in.wav", "fr_cv_17299458.wav", 0.3, false, 16, false);
+    let report = d.path().join("report");
+    // report.json cannot be written: a folder is in its place.
+    std::fs::create_dir_all(report.join("report.json")).unwrap();
+    let out = d.path().join("out.wav");
+    let o = run(&["render", p(&input), "-o", p(&out), "--report", p(&report), "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("report"), "{}", text(&o));
+    assert!(!out.exists(), "the WAV is only put in place after the report succeeded");
+    assert_eq!(leftovers(d.path(), &["in.wav", "report"]), Vec::<String>::new());
+    assert_eq!(leftovers(&report, &["report.json"]), Vec::<String>::new(), "no temporary files in the report folder");
+}
+
+#[test]
+fn switch_file_equals_switch_flag() {
+    let d = tmp();
+    let input = clip_wav(d.path(), "in.wav", "fr_cv_17299458.wav", 0.6, false, 16, false);
+    let file = d.path().join("switches.txt");
+    std::fs::write(&file, "# automation\n0.2:modified\n0.4:original\n").unwrap();
+    let (a, b) = (d.path().join("a.wav"), d.path().join("b.wav"));
+    assert_eq!(run(&["render", p(&input), "-o", p(&a), "--quiet", "--switch", "0.2:modified,0.4:original"]).status.code(), Some(0));
+    let o = run(&["render", p(&input), "-o", p(&b), "--quiet", "--switch-file", p(&file)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(read(&a).channels, read(&b).channels);
+    let o = run(&["render", p(&input), "-o", p(&b), "--force", "--switch", "1:modified", "--switch-file", p(&file)]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A 16-bit mono WAV of `x` whose header is rewritten by `patch(header bytes)`.
+fn patched_wav(path: &Path, rate: u32, x: &[i16], patch: impl FnOnce(&mut Vec<u8>)) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    x.iter().for_each(|v| w.write_sample(*v).unwrap());
+    w.finalize().unwrap();
+    let mut b = std::fs::read(path).unwrap();
+    patch(&mut b);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn wav_headers_with_absurd_rates_are_refused_and_12_bit_pcm_is_read() {
+    use streamspeech_cli::audio_io::read_audio;
+    let d = tmp();
+    let x: Vec<i16> = (0..4000).map(|i| (((i as f32 * 0.05).sin() * 20000.0) as i16) & !0xf).collect();
+    // hound writes a plain 44-byte header: rate at 24, byte rate at 28, bits at 34.
+    for rate in [4_294_967_291u32, 1, 7, 999, 800_000] {
+        let path = d.path().join(format!("r{rate}.wav"));
+        patched_wav(&path, 16_000, &x, |b| {
+            b[24..28].copy_from_slice(&rate.to_le_bytes());
+            b[28..32].copy_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+        });
+        let e = read_audio(&path).unwrap_err().to_string();
+        assert!(e.contains("outside 1000..=768000 Hz"), "{rate}: {e}");
+    }
+    // 12 valid bits in 16-bit containers, plain PCM header: the same samples as the 16-bit file.
+    let plain = d.path().join("plain.wav");
+    patched_wav(&plain, 16_000, &x, |_| {});
+    let twelve = d.path().join("twelve.wav");
+    patched_wav(&twelve, 16_000, &x, |b| b[34..36].copy_from_slice(&12u16.to_le_bytes()));
+    let (a, b) = (read_audio(&plain).unwrap(), read_audio(&twelve).unwrap());
+    assert_eq!(a.channels, b.channels, "12-bit samples are left-justified in their container");
+    assert_eq!(b.rate, 16_000);
+}
+
+#[test]
+fn mp3_encoder_delay_and_padding_are_trimmed() {
+    use streamspeech_cli::audio_io::read_audio;
+    // fr_1s5_mono.mp3 is 1.5 s at 24 kHz: 36 000 samples were encoded (its LAME header says
+    // how much delay and padding the encoder added).
+    let a = read_audio(&data("formats/fr_1s5_mono.mp3")).unwrap();
+    assert_eq!((a.rate, a.frames()), (24_000, 36_000));
+    let f = read_audio(&data("formats/fr_1s5_mono.flac")).unwrap();
+    assert_eq!((f.rate, f.frames()), (16_000, 24_000));
+    // Not shifted: the MP3 and the FLAC (same source, lossless) line up.
+    let mp3_16k: Vec<f32> = a.channels[0].iter().step_by(3).copied().collect();
+    let flac_at_8k: Vec<f32> = f.channels[0].iter().step_by(2).copied().collect();
+    let lag = envelope_lag(&envelope(&mp3_16k, 40), &envelope(&flac_at_8k, 40), 10);
+    assert_eq!(lag, 0, "MP3 decode shifted by {lag} × 5 ms");
+}

@@ -87,42 +87,8 @@ pub fn expected_latency(host_rate: u32, max_block: usize, choice: LatencyChoice)
     planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()])
 }
 
-impl Plugin for StreamSpeechVocoder {
-    const NAME: &'static str = PLUGIN_NAME;
-    const VENDOR: &'static str = "StreamSpeech Vocoder project";
-    const URL: &'static str = "https://example.invalid/streamspeech-vocoder";
-    const EMAIL: &'static str = "streamspeech-vocoder@example.invalid";
-    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-
-    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(2),
-            main_output_channels: NonZeroU32::new(2),
-            ..AudioIOLayout::const_default()
-        },
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(1),
-            main_output_channels: NonZeroU32::new(1),
-            ..AudioIOLayout::const_default()
-        },
-    ];
-
-    // Mode switches must land on the automation sample, not the next block boundary.
-    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
-
-    type SysExMessage = ();
-    type BackgroundTask = ();
-    type Editor = editor::VocoderEditor;
-
-    fn params(&self) -> Arc<dyn Params> {
-        self.params.clone()
-    }
-
-    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::create(self.params.clone(), self.shared.clone())
-    }
-
-    fn activate(
+impl StreamSpeechVocoder {
+    fn activate_inner(
         &mut self,
         audio_io_layout: &AudioIOLayout,
         buffer_config: &BufferConfig,
@@ -188,6 +154,61 @@ impl Plugin for StreamSpeechVocoder {
         engine.set_bypass(self.params.bypass.value());
         self.engine = Some(engine);
         true
+    }
+}
+
+impl Plugin for StreamSpeechVocoder {
+    const NAME: &'static str = PLUGIN_NAME;
+    const VENDOR: &'static str = "StreamSpeech Vocoder project";
+    const URL: &'static str = "https://example.invalid/streamspeech-vocoder";
+    const EMAIL: &'static str = "streamspeech-vocoder@example.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(2),
+            main_output_channels: NonZeroU32::new(2),
+            ..AudioIOLayout::const_default()
+        },
+        AudioIOLayout {
+            main_input_channels: NonZeroU32::new(1),
+            main_output_channels: NonZeroU32::new(1),
+            ..AudioIOLayout::const_default()
+        },
+    ];
+
+    // Mode switches must land on the automation sample, not the next block boundary.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
+
+    type SysExMessage = ();
+    type BackgroundTask = ();
+    type Editor = editor::VocoderEditor;
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(self.params.clone(), self.shared.clone())
+    }
+
+    fn activate(
+        &mut self,
+        audio_io_layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        // Called by the host: a panic must not unwind across its FFI boundary. Model loading
+        // catches its own (the slot says why); anything else fails the activation, with the
+        // reason in the window.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.activate_inner(audio_io_layout, buffer_config, context))) {
+            Ok(ok) => ok,
+            Err(p) => {
+                self.engine = None;
+                *self.shared.device_status.write() = format!("activation failed: {}", models::panic_message(&*p));
+                false
+            }
+        }
     }
 
     fn reset(&mut self) {

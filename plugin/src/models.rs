@@ -121,22 +121,40 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Devi
     if let Some(s) = cache().lock().get(&key) {
         return s.clone();
     }
-    let status = if !path.is_file() {
-        SlotStatus::Missing { path: path.clone() }
-    } else if let Some(status) = unit_vocoder_status(&path, device) {
-        status
-    } else {
-        match vocoder::load_healthy(&path, None, device) {
-            Ok((loaded, verdict)) => {
-                let report = loaded.report.to_string();
-                SlotStatus::Ready { path: path.clone(), vocoder: Arc::new(loaded.vocoder), health: verdict.to_string(), report }
-            }
-            Err(vocoder::VocoderError::Unhealthy(v)) => SlotStatus::Unhealthy { path: path.clone(), verdict: v.to_string() },
-            Err(e) => SlotStatus::Failed { path: path.clone(), reason: e.to_string() },
-        }
-    };
+    // This runs on the host's threads (activate, state load) and the window's loader: a bug
+    // in reading some file must not unwind into the host, so it becomes the slot's reason.
+    let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load_uncached(&path, device))).unwrap_or_else(|p| {
+        SlotStatus::Failed { path: path.clone(), reason: format!("internal error while loading it ({}); please report this", panic_message(&*p)) }
+    });
     cache().lock().insert(key, status.clone());
     status
+}
+
+fn load_uncached(path: &std::path::Path, device: &candle_core::Device) -> SlotStatus {
+    let path = path.to_path_buf();
+    if !path.is_file() {
+        return if path.exists() {
+            SlotStatus::Failed { path, reason: "not a regular file".into() }
+        } else {
+            SlotStatus::Missing { path }
+        };
+    }
+    if let Some(status) = unit_vocoder_status(&path, device) {
+        return status;
+    }
+    match vocoder::load_healthy(&path, None, device) {
+        Ok((loaded, verdict)) => {
+            let report = loaded.report.to_string();
+            SlotStatus::Ready { path, vocoder: Arc::new(loaded.vocoder), health: verdict.to_string(), report }
+        }
+        Err(vocoder::VocoderError::Unhealthy(v)) => SlotStatus::Unhealthy { path, verdict: v.to_string() },
+        Err(e) => SlotStatus::Failed { path, reason: e.detail() },
+    }
+}
+
+/// The text a panic carried.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
 }
 
 /// A unit vocoder in a mel slot: loaded strictly (so a broken one says why), then reported as
@@ -145,14 +163,14 @@ fn unit_vocoder_status(path: &std::path::Path, device: &candle_core::Device) -> 
     let ckpt = vocoder::checkpoint::load(path).ok()?;
     let text = match &ckpt.embedded_config {
         Some(t) => t.clone(),
-        None => std::fs::read_to_string(path.with_file_name("config.json")).ok()?,
+        None => vocoder::files::read_text(&path.with_file_name("config.json"), vocoder::files::MAX_CONFIG_BYTES, "config").ok()?,
     };
     if !vocoder::units::is_unit_config(&text) {
         return None;
     }
     Some(match vocoder::units::load_unit_vocoder(path, None, device) {
         Ok(l) => SlotStatus::NeedsTranslator { path: path.into(), family: l.vocoder.config().family_name().into() },
-        Err(e) => SlotStatus::Failed { path: path.into(), reason: e.to_string() },
+        Err(e) => SlotStatus::Failed { path: path.into(), reason: e.detail() },
     })
 }
 

@@ -3,13 +3,14 @@
 //! weight norm folding, fp16/bf16/fp64 → f32). Nothing is skipped silently: every entry that is
 //! not a usable tensor is listed in [`Checkpoint::ignored`].
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
-use candle_core::pickle::{Object, Stack};
-
 use crate::error::VocoderError;
+use crate::files;
+use crate::pickle::{self, Budget, Pickle, Value};
 
 /// The element type a tensor was stored with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,30 +116,75 @@ pub struct Checkpoint {
     pub embedded_config: Option<String>,
     /// Entries that are not model tensors (e.g. `steps`, `optimizer`, other top-level dicts).
     pub ignored: Vec<String>,
+    /// Code the file asks Python to run when it is unpickled (`os.system`, `builtins.eval`, ...):
+    /// never run here, and reported.
+    pub code_calls: Vec<String>,
 }
 
 /// Nested dicts that may hold the generator's state dict, in order of preference.
 const STATE_DICT_KEYS: [&str; 5] = ["ema_generator", "generator", "model_state_dict", "state_dict", "model"];
 const PREFIXES: [&str; 3] = ["generator.", "module.", "model."];
 
+/// Largest checkpoint read (StreamSpeech with its optimizer state is under 1 GB).
+pub const MAX_CHECKPOINT_BYTES: u64 = 3 << 30;
+/// Largest safetensors header (the format's own reader allows 100 MB).
+const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
+
+/// Reads a checkpoint file. Bounded: regular files only, at most [`MAX_CHECKPOINT_BYTES`], and a
+/// file whose first bytes are not one of the three formats is refused before it is read.
 pub fn load(path: &Path) -> Result<Checkpoint, VocoderError> {
-    let bytes = std::fs::read(path).map_err(|e| VocoderError::Io { path: path.into(), source: e })?;
+    let head = files::read_head(path, 16, MAX_CHECKPOINT_BYTES, "checkpoint")?;
+    let len = files::regular_file_len(path)?;
+    sniff(path, &head, len)?;
+    let bytes = files::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
     load_bytes(path, &bytes)
 }
 
-pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, VocoderError> {
-    let (format, entries, embedded_config) = if bytes.starts_with(b"PK\x03\x04") {
-        let (e, _) = read_torch_zip(path, bytes)?;
-        (CheckpointFormat::TorchZip, e, None)
-    } else if bytes.first() == Some(&0x80) {
-        (CheckpointFormat::TorchLegacy, read_torch_legacy(path, bytes)?, None)
-    } else if bytes.len() >= 8 {
-        let (e, cfg) = read_safetensors(path, bytes)?;
-        (CheckpointFormat::Safetensors, e, cfg)
+/// Which format the first bytes announce; an error names what the file looks like instead.
+fn sniff(path: &Path, head: &[u8], len: u64) -> Result<CheckpointFormat, VocoderError> {
+    if head.starts_with(b"PK\x03\x04") {
+        return Ok(CheckpointFormat::TorchZip);
+    }
+    if head.first() == Some(&0x80) {
+        return Ok(CheckpointFormat::TorchLegacy);
+    }
+    if head.len() >= 9 {
+        let header = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if head[8] == b'{' && header <= MAX_SAFETENSORS_HEADER && header.saturating_add(8) <= len {
+            return Ok(CheckpointFormat::Safetensors);
+        }
+    }
+    let what = if head.len() < 9 {
+        "too short to be a checkpoint".to_string()
+    } else if head.starts_with(b"RIFF") || head.starts_with(b"fLaC") || head.starts_with(b"OggS") || head.starts_with(b"ID3") {
+        "an audio file, not a checkpoint".to_string()
+    } else if head.first() == Some(&b'{') {
+        "a JSON file, not a checkpoint (a config? give it with --config)".to_string()
     } else {
-        return Err(VocoderError::format(path, "file is too short to be a checkpoint"));
+        "not a checkpoint: neither safetensors nor a PyTorch file".to_string()
     };
-    normalise(path, format, entries, embedded_config)
+    Err(VocoderError::format(path, what))
+}
+
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, VocoderError> {
+    let format = sniff(path, &bytes[..bytes.len().min(16)], bytes.len() as u64)?;
+    let (entries, embedded_config, code_calls) = match format {
+        CheckpointFormat::TorchZip => {
+            let (e, calls) = read_torch_zip(path, bytes)?;
+            (e, None, calls)
+        }
+        CheckpointFormat::TorchLegacy => {
+            let (e, calls) = read_torch_legacy(path, bytes)?;
+            (e, None, calls)
+        }
+        CheckpointFormat::Safetensors => {
+            let (e, cfg) = read_safetensors(path, bytes)?;
+            (e, cfg, Vec::new())
+        }
+    };
+    let mut ckpt = normalise(path, format, entries, embedded_config)?;
+    ckpt.code_calls = code_calls;
+    Ok(ckpt)
 }
 
 /// A raw entry before normalisation: a tensor, or something else (name only).
@@ -181,7 +227,8 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<(Entries, Option<String
             }
         };
         let shape = view.shape().to_vec();
-        let values = decode(dtype, view.data(), shape.iter().product(), 1).map_err(|m| VocoderError::format(path, format!("{name}: {m}")))?;
+        let numel = shape.iter().try_fold(1usize, |a, s| a.checked_mul(*s)).ok_or_else(|| VocoderError::format(path, format!("{}: shape overflows", short(&name))))?;
+        let values = decode(dtype, view.data(), numel, 1).map_err(|m| VocoderError::format(path, format!("{name}: {m}")))?;
         out.push((name, RawEntry::Tensor(TensorData { shape, dtype, values })));
     }
     Ok((out, config))
@@ -189,8 +236,9 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<(Entries, Option<String
 
 /// Decodes `numel` elements (contiguous, little-endian). Non-float dtypes keep no values.
 fn decode(dtype: StoredDType, data: &[u8], numel: usize, _stride: usize) -> Result<Option<Vec<f32>>, String> {
-    if data.len() < numel * dtype.size() {
-        return Err(format!("data holds {} bytes, {} needed", data.len(), numel * dtype.size()));
+    let need = numel.checked_mul(dtype.size()).ok_or("size overflows")?;
+    if data.len() < need {
+        return Err(format!("data holds {} bytes, {need} needed", data.len()));
     }
     let data = &data[..numel * dtype.size()];
     Ok(match dtype {
@@ -223,12 +271,21 @@ enum Parsed {
     Other,
 }
 
-fn read_pickle<R: BufRead>(path: &Path, r: &mut R, what: &str) -> Result<Object, VocoderError> {
-    let mut stack = Stack::empty();
-    stack
-        .read_loop(r)
-        .map_err(|e| VocoderError::format(path, format!("{what}: corrupt pickle ({e})")))?;
-    stack.finalize().map_err(|e| VocoderError::format(path, format!("{what}: {e}")))
+/// Modules whose callables only build data (tensors, containers, configs). Any other callable in
+/// a file is code the file asks Python to run on load: never run here, and reported.
+const DATA_MODULES: [&str; 9] =
+    ["torch", "collections", "argparse", "numpy", "omegaconf", "fairseq", "typing", "enum", "pathlib"];
+
+fn read_pickle(path: &Path, bytes: &[u8], what: &str) -> Result<(Pickle, usize), VocoderError> {
+    Pickle::parse(bytes).map_err(|e| VocoderError::format(path, format!("{what}: corrupt pickle ({e})")))
+}
+
+/// Calls the file asks Python to make that are not data constructors (`os.system`, `eval`, ...).
+fn code_calls(p: &Pickle) -> Vec<String> {
+    p.calls_outside(&DATA_MODULES)
+        .into_iter()
+        .filter(|c| !matches!(c.as_str(), "builtins.set" | "builtins.frozenset" | "builtins.slice" | "builtins.complex" | "builtins.bytearray" | "builtins.dict" | "builtins.list" | "builtins.tuple" | "__builtin__.set" | "_codecs.encode"))
+        .collect()
 }
 
 fn storage_dtype(class_name: &str) -> Option<StoredDType> {
@@ -247,108 +304,158 @@ fn storage_dtype(class_name: &str) -> Option<StoredDType> {
     })
 }
 
-fn as_usize(o: &Object) -> Option<usize> {
-    match o {
-        Object::Int(i) if *i >= 0 => Some(*i as usize),
-        Object::Long(i) if *i >= 0 => Some(*i as usize),
-        _ => None,
-    }
+fn as_usize(p: &Pickle, id: pickle::Id) -> Option<usize> {
+    p.as_i64(id).and_then(|i| usize::try_from(i).ok())
 }
 
-fn as_usizes(o: &Object) -> Option<Vec<usize>> {
-    match o {
-        Object::Tuple(v) | Object::List(v) => v.iter().map(as_usize).collect(),
-        _ => None,
-    }
+fn as_usizes(p: &Pickle, id: pickle::Id) -> Option<Vec<usize>> {
+    p.seq(id)?.iter().map(|c| as_usize(p, *c)).collect()
 }
 
 /// Recognises `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` and the
 /// `_rebuild_parameter` wrapper around it.
-fn parse_tensor(path: &Path, key: &str, obj: &Object) -> Result<Option<TensorRef>, VocoderError> {
-    let Object::Reduce { callable, args } = obj else { return Ok(None) };
-    let Object::Class { module_name, class_name } = callable.as_ref() else { return Ok(None) };
+fn parse_tensor(path: &Path, key: &str, p: &Pickle, id: pickle::Id) -> Result<Option<TensorRef>, VocoderError> {
+    let Value::Call { callable, args, .. } = p.get(id) else { return Ok(None) };
+    let Some(func) = p.global(*callable) else { return Ok(None) };
     let bad = |m: &str| VocoderError::format(path, format!("tensor `{key}`: {m}"));
-    match (module_name.as_str(), class_name.as_str()) {
+    match func {
         ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-            let Object::Tuple(a) = args.as_ref() else { return Err(bad("malformed parameter")) };
-            let inner = a.first().ok_or_else(|| bad("malformed parameter"))?;
-            parse_tensor(path, key, inner)
+            let inner = p.seq(*args).and_then(|a| a.first()).ok_or_else(|| bad("malformed parameter"))?;
+            match p.get(*inner) {
+                // A parameter of a parameter is not something torch writes (and would recurse).
+                Value::Call { callable, .. } if p.global(*callable) == Some(func) => Err(bad("nested parameter")),
+                _ => parse_tensor(path, key, p, *inner),
+            }
         }
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-            let Object::Tuple(a) = args.as_ref() else { return Err(bad("malformed tensor")) };
+            let a = p.seq(*args).ok_or_else(|| bad("malformed tensor"))?;
             if a.len() < 4 {
                 return Err(bad("malformed tensor arguments"));
             }
-            let Object::PersistentLoad(pid) = &a[0] else { return Err(bad("tensor without storage")) };
-            let Object::Tuple(pid) = pid.as_ref() else { return Err(bad("malformed storage id")) };
-            if pid.len() < 5 {
-                return Err(bad("malformed storage id"));
-            }
-            let Object::Class { class_name: storage_class, .. } = &pid[1] else {
-                return Err(bad("malformed storage type"));
-            };
+            let Value::PersistentId(pid) = p.get(a[0]) else { return Err(bad("tensor without storage")) };
+            let pid = p.seq(*pid).filter(|v| v.len() >= 5).ok_or_else(|| bad("malformed storage id"))?;
+            let (_, storage_class) = p.global(pid[1]).ok_or_else(|| bad("malformed storage type"))?;
             let dtype = storage_dtype(storage_class)
-                .ok_or_else(|| bad(&format!("unsupported storage type {storage_class}")))?;
-            let storage = match &pid[2] {
-                Object::Unicode(s) => s.clone(),
-                other => as_usize(other).map(|v| v.to_string()).ok_or_else(|| bad("malformed storage key"))?,
+                .ok_or_else(|| bad(&format!("unsupported storage type {}", short(storage_class))))?;
+            let storage = match p.as_str(pid[2]) {
+                Some(s) => s.to_string(),
+                None => as_usize(p, pid[2]).map(|v| v.to_string()).ok_or_else(|| bad("malformed storage key"))?,
             };
-            let offset = as_usize(&a[1]).ok_or_else(|| bad("malformed offset"))?;
-            let shape = as_usizes(&a[2]).ok_or_else(|| bad("malformed size"))?;
-            let stride = as_usizes(&a[3]).ok_or_else(|| bad("malformed stride"))?;
+            let offset = as_usize(p, a[1]).ok_or_else(|| bad("malformed offset"))?;
+            let shape = as_usizes(p, a[2]).ok_or_else(|| bad("malformed size"))?;
+            let stride = as_usizes(p, a[3]).ok_or_else(|| bad("malformed stride"))?;
+            if shape.len() != stride.len() || shape.len() > 8 {
+                return Err(bad("size and stride disagree (or more than 8 dimensions)"));
+            }
             Ok(Some(TensorRef { storage, dtype, offset, shape, stride }))
         }
         _ => Ok(None),
     }
 }
 
-/// Flattens nested dicts into dotted keys; tensors become `Parsed::Tensor`.
-fn walk(path: &Path, prefix: &str, obj: &Object, out: &mut Vec<(String, Parsed)>) -> Result<(), VocoderError> {
-    match obj {
-        Object::Dict(items) => {
-            for (k, v) in items {
-                let name = match k {
-                    Object::Unicode(s) => s.clone(),
-                    Object::Int(i) => i.to_string(),
-                    Object::Long(i) => i.to_string(),
-                    _ => continue,
-                };
-                // OrderedDict state dicts carry a `_metadata` attribute (version info only).
-                if name == "_metadata" {
-                    continue;
-                }
-                let full = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
-                walk(path, &full, v, out)?;
+/// Flattens nested dicts into dotted keys; tensors become `Parsed::Tensor`. Bounded: depth and
+/// visits (shared sub-objects cannot make this exponential), and key lengths.
+fn walk(
+    path: &Path,
+    prefix: &str,
+    p: &Pickle,
+    id: pickle::Id,
+    depth: usize,
+    budget: &mut Budget,
+    out: &mut Vec<(String, Parsed)>,
+) -> Result<(), VocoderError> {
+    budget.visit(depth).map_err(|e| VocoderError::format(path, e.to_string()))?;
+    if let Some(items) = p.entries(id) {
+        for (k, v) in items {
+            let name = match p.get(*k) {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                _ => continue,
+            };
+            // OrderedDict state dicts carry a `_metadata` attribute (version info only).
+            if name == "_metadata" {
+                continue;
             }
-            Ok(())
-        }
-        other => {
-            match parse_tensor(path, prefix, other)? {
-                Some(t) => out.push((prefix.to_string(), Parsed::Tensor(t))),
-                None => out.push((prefix.to_string(), Parsed::Other)),
+            let full = if prefix.is_empty() { name } else { format!("{prefix}.{name}") };
+            if full.len() > MAX_KEY_LEN {
+                return Err(VocoderError::format(path, format!("a key longer than {MAX_KEY_LEN} bytes")));
             }
-            Ok(())
+            walk(path, &full, p, *v, depth + 1, budget, out)?;
         }
+        return Ok(());
     }
+    match parse_tensor(path, prefix, p, id)? {
+        Some(t) => out.push((prefix.to_string(), Parsed::Tensor(t))),
+        None => out.push((prefix.to_string(), Parsed::Other)),
+    }
+    Ok(())
 }
 
-fn materialise(
+const MAX_KEY_LEN: usize = 4096;
+
+/// A name cut to a readable length for messages.
+fn short(s: &str) -> String {
+    if s.len() <= 80 {
+        return s.to_string();
+    }
+    let cut = (0..=80).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}…", &s[..cut])
+}
+
+/// Bytes a tensor reads from its storage (checked), and its element count.
+fn extent(t: &TensorRef) -> Result<(usize, usize), String> {
+    let too_big = || "size, stride or offset overflows".to_string();
+    let numel = t.shape.iter().try_fold(1usize, |a, s| a.checked_mul(*s)).ok_or_else(too_big)?;
+    if numel == 0 {
+        return Ok((0, 0));
+    }
+    let mut last = t.offset;
+    for (s, st) in t.shape.iter().zip(&t.stride) {
+        last = (s - 1).checked_mul(*st).and_then(|x| x.checked_add(last)).ok_or_else(too_big)?;
+    }
+    let bytes = last.checked_add(1).and_then(|x| x.checked_mul(t.dtype.size())).ok_or_else(too_big)?;
+    Ok((bytes, numel))
+}
+
+fn materialise<'a>(
     path: &Path,
     parsed: Vec<(String, Parsed)>,
-    storage: impl Fn(&str) -> Result<Vec<u8>, VocoderError>,
+    file_len: usize,
+    mut storage: impl FnMut(&str, usize) -> Result<Cow<'a, [u8]>, VocoderError>,
 ) -> Result<Entries, VocoderError> {
-    let mut cache: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // Bytes each storage must hold (the furthest any tensor reads).
+    let mut need: BTreeMap<String, usize> = BTreeMap::new();
+    let mut decoded_total = 0usize;
+    // Shared storages (tied weights) may decode to more than the file; a file whose tensors
+    // decode to far more than it holds is refused before anything is allocated.
+    let decoded_limit = file_len.saturating_mul(4).saturating_add(64 << 20);
+    for (name, p) in &parsed {
+        if let Parsed::Tensor(t) = p {
+            let (bytes, numel) = extent(t).map_err(|m| VocoderError::format(path, format!("tensor `{}`: {m}", short(name))))?;
+            if numel.saturating_mul(t.dtype.size()) > bytes.max(t.dtype.size()) {
+                return Err(VocoderError::format(path, format!("tensor `{}` has more elements than its storage (overlapping strides)", short(name))));
+            }
+            decoded_total = decoded_total.saturating_add(numel.saturating_mul(4));
+            if decoded_total > decoded_limit {
+                return Err(VocoderError::format(path, format!("the tensors would decode to more than {} MB from a {} MB file", decoded_limit >> 20, file_len >> 20)));
+            }
+            let n = need.entry(t.storage.clone()).or_insert(0);
+            *n = (*n).max(bytes);
+        }
+    }
+    let mut cache: BTreeMap<String, Cow<'a, [u8]>> = BTreeMap::new();
     let mut out = Vec::new();
     for (name, p) in parsed {
         match p {
             Parsed::Other => out.push((name, RawEntry::Other)),
             Parsed::Tensor(t) => {
                 if !cache.contains_key(&t.storage) {
-                    cache.insert(t.storage.clone(), storage(&t.storage)?);
+                    let data = storage(&t.storage, need[&t.storage])?;
+                    cache.insert(t.storage.clone(), data);
                 }
                 let data = &cache[&t.storage];
                 let numel: usize = t.shape.iter().product();
-                let values = gather(&t, data, numel).map_err(|m| VocoderError::format(path, format!("tensor `{name}`: {m}")))?;
+                let values = gather(&t, data, numel).map_err(|m| VocoderError::format(path, format!("tensor `{}`: {m}", short(&name))))?;
                 out.push((name, RawEntry::Tensor(TensorData { shape: t.shape, dtype: t.dtype, values })));
             }
         }
@@ -356,7 +463,7 @@ fn materialise(
     Ok(out)
 }
 
-/// Reads a (possibly strided) tensor out of its storage bytes.
+/// Reads a (possibly strided) tensor out of its storage bytes. `extent` was checked before.
 fn gather(t: &TensorRef, data: &[u8], numel: usize) -> Result<Option<Vec<f32>>, String> {
     let es = t.dtype.size();
     if !t.dtype.is_float() {
@@ -365,10 +472,9 @@ fn gather(t: &TensorRef, data: &[u8], numel: usize) -> Result<Option<Vec<f32>>, 
     if numel == 0 {
         return Ok(Some(Vec::new()));
     }
-    // Largest element index touched.
-    let last: usize = t.offset + t.shape.iter().zip(&t.stride).map(|(s, st)| (s - 1) * st).sum::<usize>();
-    if (last + 1) * es > data.len() {
-        return Err(format!("storage holds {} bytes but the tensor needs {}", data.len(), (last + 1) * es));
+    let (bytes, _) = extent(t)?;
+    if bytes > data.len() {
+        return Err(format!("storage holds {} bytes but the tensor needs {bytes}", data.len()));
     }
     let contiguous = {
         let mut expect = 1;
@@ -385,10 +491,10 @@ fn gather(t: &TensorRef, data: &[u8], numel: usize) -> Result<Option<Vec<f32>>, 
         return decode(t.dtype, &data[t.offset * es..], numel, 1);
     }
     let mut idx = vec![0usize; t.shape.len()];
-    let mut bytes = Vec::with_capacity(numel * es);
+    let mut gathered = Vec::with_capacity(numel * es);
     for _ in 0..numel {
         let off = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
-        bytes.extend_from_slice(&data[off * es..(off + 1) * es]);
+        gathered.extend_from_slice(&data[off * es..(off + 1) * es]);
         for d in (0..idx.len()).rev() {
             idx[d] += 1;
             if idx[d] < t.shape[d] {
@@ -397,99 +503,121 @@ fn gather(t: &TensorRef, data: &[u8], numel: usize) -> Result<Option<Vec<f32>>, 
             idx[d] = 0;
         }
     }
-    decode(t.dtype, &bytes, numel, 1)
+    decode(t.dtype, &gathered, numel, 1)
 }
 
-fn read_torch_zip(path: &Path, bytes: &[u8]) -> Result<(Entries, ()), VocoderError> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| VocoderError::format(path, format!("corrupt PyTorch zip archive: {e}")))?;
-    let pkl = (0..zip.len())
-        .filter_map(|i| zip.by_index(i).ok().and_then(|f| f.name().ok().map(|n| n.to_string())))
+/// Largest `data.pkl` read from a zip (StreamSpeech's is a few hundred KB; fairseq training
+/// checkpoints with optimizer state a few MB).
+const MAX_ZIP_PICKLE: u64 = 32 << 20;
+
+fn read_torch_zip(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>), VocoderError> {
+    let corrupt = |e: &dyn std::fmt::Display| VocoderError::format(path, format!("corrupt PyTorch zip archive: {e}"));
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
+    let pkl = zip
+        .file_names()
+        .filter_map(|n| n.ok())
         .find(|n| n.ends_with("data.pkl") && n.matches('/').count() == 1)
+        .map(|n| n.to_string())
         .ok_or_else(|| VocoderError::format(path, "PyTorch zip archive without data.pkl"))?;
     let dir = pkl.trim_end_matches("data.pkl").to_string();
-    let mut pkl_bytes = Vec::new();
-    zip.by_name(&pkl)
-        .and_then(|mut f| f.read_to_end(&mut pkl_bytes).map_err(Into::into))
-        .map_err(|e| VocoderError::format(path, format!("reading {pkl}: {e}")))?;
-    let obj = read_pickle(path, &mut Cursor::new(pkl_bytes), "data.pkl")?;
+    let declared = zip.by_name(&pkl).map(|f| f.size()).unwrap_or(0);
+    if declared > MAX_ZIP_PICKLE {
+        return Err(VocoderError::format(path, format!("data.pkl is {} MB (a model's is far smaller; limit {} MB)", declared >> 20, MAX_ZIP_PICKLE >> 20)));
+    }
+    let pkl_bytes = zip_entry(path, &mut zip, bytes, &pkl, MAX_ZIP_PICKLE as usize)?;
+    let (obj, _) = read_pickle(path, &pkl_bytes, "data.pkl")?;
     let mut parsed = Vec::new();
-    walk(path, "", &obj, &mut parsed)?;
-    let zip = std::cell::RefCell::new(zip);
-    let entries = materialise(path, parsed, |key| {
-        let name = format!("{dir}data/{key}");
-        let mut zip = zip.borrow_mut();
-        let mut f = zip
-            .by_name(&name)
-            .map_err(|e| VocoderError::format(path, format!("storage {name} missing from archive: {e}")))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| VocoderError::format(path, format!("reading {name}: {e}")))?;
-        Ok(buf)
+    walk(path, "", &obj, obj.root, 0, &mut Budget::for_pickle(&obj), &mut parsed)?;
+    let entries = materialise(path, parsed, bytes.len(), |key, need| {
+        if key.contains('/') || key.len() > 256 {
+            return Err(VocoderError::format(path, format!("malformed storage key `{}`", short(key))));
+        }
+        zip_entry(path, &mut zip, bytes, &format!("{dir}data/{key}"), need)
     })?;
-    Ok((entries, ()))
+    Ok((entries, code_calls(&obj)))
+}
+
+/// An entry's bytes: borrowed from the file when stored (what torch.save writes), else
+/// decompressed, reading at most `need` bytes (a zip bomb costs at most what the tensors need).
+fn zip_entry<'a>(
+    path: &Path,
+    zip: &mut zip::ZipArchive<Cursor<&'a [u8]>>,
+    bytes: &'a [u8],
+    name: &str,
+    need: usize,
+) -> Result<Cow<'a, [u8]>, VocoderError> {
+    let fail = |m: String| VocoderError::format(path, format!("archive entry {}: {m}", short(name)));
+    let f = zip.by_name(name).map_err(|e| fail(format!("missing ({e})")))?;
+    let size = usize::try_from(f.size()).unwrap_or(usize::MAX);
+    if f.compression() == zip::CompressionMethod::Stored && !f.encrypted() {
+        let start = f.data_start().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| fail("no data offset".into()))?;
+        let len = size.min(need);
+        let end = start.checked_add(len).filter(|e| *e <= bytes.len()).ok_or_else(|| fail("data runs past the end of the file".into()))?;
+        return Ok(Cow::Borrowed(&bytes[start..end]));
+    }
+    let want = size.min(need);
+    let mut buf = Vec::with_capacity(want.min(64 << 20));
+    f.take(want as u64).read_to_end(&mut buf).map_err(|e| fail(format!("cannot be read ({e})")))?;
+    Ok(Cow::Owned(buf))
 }
 
 /// The pre-1.6 format: pickled magic number, protocol version, sys info, the object, the list
 /// of storage keys; then each storage as a u64 element count followed by its raw data.
-fn read_torch_legacy(path: &Path, bytes: &[u8]) -> Result<Entries, VocoderError> {
-    // The first pickle is the 80-bit magic number 0x1950a86a20f9469cfc6c as a LONG1 (too wide
-    // for the generic pickle reader's i64): PROTO 2, LONG1 10 bytes little-endian, STOP.
+fn read_torch_legacy(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>), VocoderError> {
+    // The first pickle is the 80-bit magic number 0x1950a86a20f9469cfc6c as a LONG1: PROTO 2,
+    // LONG1 10 bytes little-endian, STOP.
     const MAGIC_PICKLE: [u8; 15] =
         [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
     if !bytes.starts_with(&MAGIC_PICKLE) {
         return Err(VocoderError::format(path, "not a PyTorch file (bad magic number)"));
     }
-    let mut cur = Cursor::new(bytes);
-    cur.set_position(MAGIC_PICKLE.len() as u64);
-    let protocol = read_pickle(path, &mut cur, "protocol version")?;
-    if as_usize(&protocol) != Some(1001) {
-        return Err(VocoderError::format(path, format!("unsupported legacy protocol {protocol:?}")));
-    }
-    let _sys_info = read_pickle(path, &mut cur, "sys info")?;
-    let obj = read_pickle(path, &mut cur, "checkpoint object")?;
-    let keys = read_pickle(path, &mut cur, "storage keys")?;
-    let keys: Vec<String> = match keys {
-        Object::List(v) | Object::Tuple(v) => v
-            .into_iter()
-            .map(|k| match k {
-                Object::Unicode(s) => Ok(s),
-                _ => Err(VocoderError::format(path, "malformed storage key list")),
-            })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(VocoderError::format(path, "malformed storage key list")),
+    let mut pos = MAGIC_PICKLE.len();
+    let mut next = |what: &str| -> Result<Pickle, VocoderError> {
+        let (p, used) = read_pickle(path, &bytes[pos..], what)?;
+        pos += used;
+        Ok(p)
     };
+    let protocol = next("protocol version")?;
+    if protocol.as_i64(protocol.root) != Some(1001) {
+        return Err(VocoderError::format(path, "unsupported legacy protocol version"));
+    }
+    let _sys_info = next("sys info")?;
+    let obj = next("checkpoint object")?;
+    let keys = next("storage keys")?;
+    let keys: Vec<String> = keys
+        .seq(keys.root)
+        .ok_or_else(|| VocoderError::format(path, "malformed storage key list"))?
+        .iter()
+        .map(|k| keys.as_str(*k).map(str::to_string).ok_or_else(|| VocoderError::format(path, "malformed storage key list")))
+        .collect::<Result<_, _>>()?;
     let mut parsed = Vec::new();
-    walk(path, "", &obj, &mut parsed)?;
+    walk(path, "", &obj, obj.root, 0, &mut Budget::for_pickle(&obj), &mut parsed)?;
     let mut dtypes: BTreeMap<String, StoredDType> = BTreeMap::new();
     for (_, p) in &parsed {
         if let Parsed::Tensor(t) = p {
             dtypes.insert(t.storage.clone(), t.dtype);
         }
     }
-    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut pos = cur.position() as usize;
+    let mut storages: BTreeMap<String, &[u8]> = BTreeMap::new();
     for key in &keys {
         let es = dtypes.get(key).map(|d| d.size()).ok_or_else(|| {
-            VocoderError::format(path, format!("storage {key} is not used by any tensor"))
+            VocoderError::format(path, format!("storage {} is not used by any tensor", short(key)))
         })?;
-        let count_bytes = bytes
-            .get(pos..pos + 8)
-            .ok_or_else(|| VocoderError::format(path, format!("file ends before storage {key} (truncated?)")))?;
-        let count = u64::from_le_bytes(count_bytes.try_into().unwrap()) as usize;
+        let truncated = || VocoderError::format(path, format!("file ends inside storage {} (truncated?)", short(key)));
+        let count_bytes = bytes.get(pos..).and_then(|b| b.get(..8)).ok_or_else(truncated)?;
+        let count = usize::try_from(u64::from_le_bytes(count_bytes.try_into().expect("8 bytes"))).map_err(|_| truncated())?;
         pos += 8;
-        let len = count
-            .checked_mul(es)
-            .filter(|l| pos + l <= bytes.len())
-            .ok_or_else(|| VocoderError::format(path, format!("file ends inside storage {key} (truncated?)")))?;
-        storages.insert(key.clone(), bytes[pos..pos + len].to_vec());
-        pos += len;
+        let end = count.checked_mul(es).and_then(|l| l.checked_add(pos)).filter(|e| *e <= bytes.len()).ok_or_else(truncated)?;
+        storages.insert(key.clone(), &bytes[pos..end]);
+        pos = end;
     }
-    materialise(path, parsed, |key| {
+    let entries = materialise(path, parsed, bytes.len(), |key, _| {
         storages
             .get(key)
-            .cloned()
-            .ok_or_else(|| VocoderError::format(path, format!("storage {key} missing")))
-    })
+            .map(|b| Cow::Borrowed(*b))
+            .ok_or_else(|| VocoderError::format(path, format!("storage {} missing", short(key))))
+    })?;
+    Ok((entries, code_calls(&obj)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,6 +718,7 @@ fn normalise(
         folded,
         embedded_config,
         ignored,
+        code_calls: Vec::new(),
     })
 }
 

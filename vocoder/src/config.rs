@@ -5,6 +5,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::VocoderError;
 
+/// Bounds on config fields: far beyond any real vocoder, small enough that nothing sized from
+/// them can exhaust memory.
+pub struct Limits {
+    /// Sampling rates, Hz (inclusive).
+    pub rate: (usize, usize),
+    pub max_fft: usize,
+    pub max_mels: usize,
+    pub max_channels: usize,
+    pub max_kernel: usize,
+    /// Entries of any list field.
+    pub max_list: usize,
+}
+
+pub const LIMITS: Limits =
+    Limits { rate: (1_000, 384_000), max_fft: 16_384, max_mels: 512, max_channels: 4_096, max_kernel: 64, max_list: 16 };
+
 /// Which generator a config describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Family {
@@ -102,9 +118,10 @@ impl VocoderConfig {
     }
 
     /// Samples of audio per mel frame: the product of the upsampling rates, which must equal
-    /// `hop_size` or the audio plays at the wrong speed.
+    /// `hop_size` or the audio plays at the wrong speed. (Saturates; `validate` refuses a
+    /// product that overflows.)
     pub fn upsample_factor(&self) -> usize {
-        self.upsample_rates.iter().product()
+        self.upsample_rates.iter().try_fold(1usize, |a, r| a.checked_mul(*r)).unwrap_or(usize::MAX)
     }
 
     /// Channels after upsampling stage `i` (0 = before any upsampling).
@@ -115,6 +132,49 @@ impl VocoderConfig {
     pub fn validate(&self) -> Result<(), VocoderError> {
         let bad = |m: String| Err(VocoderError::Config(m));
         let family = self.family()?;
+        // Sane ranges first: every later computation (mel basis, FFT plan, layer shapes) sizes
+        // memory from these fields, so a file from a stranger must not choose those sizes.
+        let range = |name: &str, v: usize, lo: usize, hi: usize| -> Result<(), VocoderError> {
+            if v < lo || v > hi {
+                return Err(VocoderError::Config(format!("{name} = {v} is outside {lo}..={hi}")));
+            }
+            Ok(())
+        };
+        range("sampling_rate", self.sampling_rate as usize, LIMITS.rate.0, LIMITS.rate.1)?;
+        range("n_fft", self.n_fft, 16, LIMITS.max_fft)?;
+        range("win_size", self.win_size, 1, LIMITS.max_fft)?;
+        range("hop_size", self.hop_size, 1, self.n_fft)?;
+        range("num_mels", self.num_mels, 1, LIMITS.max_mels)?;
+        range("upsample_initial_channel", self.upsample_initial_channel, 1, LIMITS.max_channels)?;
+        range("number of upsampling stages", self.upsample_rates.len(), 1, LIMITS.max_list)?;
+        for (name, list) in [
+            ("upsample_rates", &self.upsample_rates),
+            ("upsample_kernel_sizes", &self.upsample_kernel_sizes),
+            ("resblock_kernel_sizes", &self.resblock_kernel_sizes),
+            ("grc_kernel_sizes", &self.grc_kernel_sizes),
+        ] {
+            range(&format!("number of {name}"), list.len(), 0, LIMITS.max_list)?;
+            for v in list.iter() {
+                range(&format!("an entry of {name}"), *v, 1, LIMITS.max_kernel)?;
+            }
+        }
+        range("number of resblock_dilation_sizes", self.resblock_dilation_sizes.len(), 0, LIMITS.max_list)?;
+        for d in self.resblock_dilation_sizes.iter() {
+            range("number of dilations in a resblock", d.len(), 1, LIMITS.max_list)?;
+            for v in d {
+                range("a dilation", *v, 1, LIMITS.max_kernel)?;
+            }
+        }
+        for (name, s) in [("lrelu_slope", Some(self.lrelu_slope)), ("final_lrelu_slope", Some(self.final_lrelu_slope)), ("grc_final_lrelu_slope", self.grc_final_lrelu_slope)] {
+            if let Some(s) = s
+                && !(0.0..=1.0).contains(&s)
+            {
+                return bad(format!("{name} = {s} is outside 0..=1"));
+            }
+        }
+        if !self.fmin.is_finite() || self.fmin < 0.0 || self.fmax.is_some_and(|f| !f.is_finite() || f > self.sampling_rate as f64 / 2.0) {
+            return bad(format!("fmin/fmax must lie within 0..={} Hz (half the sampling rate)", self.sampling_rate / 2));
+        }
         if self.upsample_rates.is_empty() {
             return bad("upsample_rates is empty".into());
         }

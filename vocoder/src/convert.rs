@@ -32,11 +32,10 @@ pub fn write_model(path: &Path, cfg: &VocoderConfig, tensors: &BTreeMap<String, 
     let mut meta = HashMap::new();
     meta.insert("config".to_string(), serde_json::to_string(cfg).expect("config serialises"));
     meta.insert("format".to_string(), FORMAT_TAG.to_string());
-    // Write to a temporary file, then rename: no partial model file on failure.
-    let tmp = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(views, Some(meta), &tmp)
-        .map_err(|e| VocoderError::format(path, format!("writing safetensors: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| VocoderError::Io { path: path.into(), source: e })
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| VocoderError::format(path, format!("writing safetensors: {e}")))?;
+    // Callers decided whether to replace an existing file; the write itself is atomic and
+    // follows symlinks (crate::files).
+    crate::files::write_file(path, &bytes, true)
 }
 
 /// Converts a checkpoint (any readable format) + config into our format, strictly: the

@@ -36,4 +36,14 @@ impl VocoderError {
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         VocoderError::Format { path: path.into(), message: message.into() }
     }
+
+    /// The message without the path, for callers that name the file themselves (so a message
+    /// never says the path twice).
+    pub fn detail(&self) -> String {
+        match self {
+            VocoderError::Format { message, .. } => message.clone(),
+            VocoderError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
 }

@@ -152,7 +152,7 @@ pub fn fetch_one(m: &DefaultModel, models_dir: &Path, log: &mut dyn FnMut(&str))
             license_text(&license)
         );
         let lic = out.with_extension("LICENSE.txt");
-        std::fs::write(&lic, notice).map_err(|e| VocoderError::Io { path: lic, source: e })?;
+        crate::files::write_file(&lic, notice.as_bytes(), true)?;
         // Prove the converted file loads strictly before calling it done.
         load_vocoder(&out, None, &candle_core::Device::Cpu)?;
         Ok(FetchOutcome::Fetched(out.clone()))

@@ -151,7 +151,7 @@ pub enum ConfigSource {
 }
 
 pub fn resolve_config(ckpt: &Checkpoint, explicit: Option<&Path>) -> Result<(VocoderConfig, ConfigSource), VocoderError> {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| VocoderError::Io { path: p.into(), source: e });
+    let read = |p: &Path| crate::files::read_text(p, crate::files::MAX_CONFIG_BYTES, "config");
     if let Some(p) = explicit {
         return Ok((VocoderConfig::from_json(&read(p)?)?, ConfigSource::Explicit(p.into())));
     }
@@ -176,6 +176,13 @@ pub fn checkpoint_report(ckpt: &Checkpoint, cfg: &VocoderConfig) -> Result<Check
 /// The strict comparison against any expected parameter set (the unit vocoders use it too).
 pub fn checkpoint_report_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>) -> Result<CheckpointReport, VocoderError> {
     let mut report = CheckpointReport::compare(expected, &ckpt.shapes());
+    if !ckpt.code_calls.is_empty() {
+        let shown: Vec<&str> = ckpt.code_calls.iter().take(4).map(String::as_str).collect();
+        report.notes.push(format!(
+            "WARNING: this file contains code that Python would run when loading it ({}); it was NOT run here (only tensors were read), but do not open it with torch.load",
+            shown.join(", ")
+        ));
+    }
     report.notes.push(format!("format: {}", ckpt.format.name()));
     if let Some(n) = &ckpt.nesting {
         report.notes.push(format!("state dict taken from nested dict `{n}`"));
@@ -291,6 +298,25 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// An inspection that could not run at all.
+    pub fn failed(path: &Path, why: String) -> Self {
+        Inspection {
+            checkpoint: path.into(),
+            format: None,
+            read_error: Some(why),
+            config_source: None,
+            config_error: None,
+            family: None,
+            config_hash: None,
+            report: None,
+            inferred: None,
+            disagreements: Vec::new(),
+            load_error: None,
+            parameters: None,
+            health: None,
+        }
+    }
+
     /// Loads and probes when possible; every stage that fails is recorded, never hidden.
     pub fn run(path: &Path, config: Option<&Path>, device: &Device) -> Self {
         let mut ins = Inspection {

@@ -96,6 +96,28 @@ impl UnitVocoderConfig {
     pub fn from_json(text: &str) -> Result<Self, VocoderError> {
         let c: UnitVocoderConfig = serde_json::from_str(text).map_err(|e| VocoderError::Config(format!("unit vocoder config JSON: {e}")))?;
         c.generator_config()?;
+        let l = &crate::config::LIMITS;
+        let mut sizes = vec![
+            ("num_embeddings", c.num_embeddings, 1 << 16),
+            ("embedding_dim", c.embedding_dim, l.max_channels),
+            ("num_speakers", c.num_speakers, 1 << 16),
+            ("embedder_dim", c.embedder_dim, l.max_channels),
+        ];
+        if let Some(d) = &c.dur_predictor_params {
+            sizes.push(("dur_predictor_params.var_pred_hidden_dim", d.var_pred_hidden_dim, l.max_channels));
+            sizes.push(("dur_predictor_params.var_pred_kernel_size", d.var_pred_kernel_size, l.max_kernel));
+        }
+        if let Some(f) = &c.film {
+            sizes.push(("film.speaker_dim", f.speaker_dim, l.max_channels));
+            sizes.push(("film.emotion_dim", f.emotion_dim, l.max_channels));
+            sizes.push(("film.proj_dim", f.proj_dim, l.max_channels));
+            sizes.push(("film.mlp_hidden", f.mlp_hidden.unwrap_or(1), l.max_channels));
+        }
+        for (name, v, hi) in sizes {
+            if v == 0 && name != "film.emotion_dim" || v > hi {
+                return Err(VocoderError::Config(format!("{name} = {v} is outside 1..={hi}")));
+            }
+        }
         let in_dim = c.in_dim();
         let feeds = c.embedding_dim * if c.has_speaker() { 2 } else { 1 };
         if feeds != in_dim {
@@ -149,9 +171,9 @@ impl UnitVocoderConfig {
             final_lrelu_slope: self.final_lrelu_slope,
             grc_final_lrelu_slope: None,
             sampling_rate: self.sampling_rate,
-            n_fft: self.code_hop_size * 4,
+            n_fft: self.code_hop_size.saturating_mul(4),
             hop_size: self.code_hop_size,
-            win_size: self.code_hop_size * 4,
+            win_size: self.code_hop_size.saturating_mul(4),
             num_mels: self.in_dim(),
             fmin: 0.0,
             fmax: None,
@@ -269,8 +291,17 @@ impl Conditioning {
     /// concatenation the model takes; each part is normalised separately).
     pub fn load(path: &Path, speaker_dim: usize, emotion_dim: usize) -> Result<Self, VocoderError> {
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-            let bytes = std::fs::read(path).map_err(|e| VocoderError::Io { path: path.into(), source: e })?;
+            let bytes = crate::files::read_limited(path, 16 << 20, "conditioning vector")?;
             let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| VocoderError::format(path, format!("not a .npy array: {e}")))?;
+            // Checked before decoding: the header's shape must be the size the model takes.
+            let n = npy.shape().iter().try_fold(1u64, |a, s| a.checked_mul(*s));
+            if n != Some((speaker_dim + emotion_dim) as u64) {
+                let n = n.map_or("too many".to_string(), |n| n.to_string());
+                return Err(VocoderError::format(
+                    path,
+                    format!("{n} values; the model takes speaker {speaker_dim} + emotion {emotion_dim} = {}", speaker_dim + emotion_dim),
+                ));
+            }
             let values: Vec<f32> = match npy.dtype() {
                 npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
                     npy.into_vec::<f64>().map_err(|e| VocoderError::format(path, e.to_string()))?.into_iter().map(|v| v as f32).collect()
@@ -605,7 +636,7 @@ pub struct LoadedUnitVocoder {
 /// The unit config: `explicit`, else the checkpoint's embedded config, else `config.json`
 /// beside it.
 pub fn resolve_unit_config(ckpt: &Checkpoint, explicit: Option<&Path>) -> Result<(UnitVocoderConfig, Option<PathBuf>), VocoderError> {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| VocoderError::Io { path: p.into(), source: e });
+    let read = |p: &Path| crate::files::read_text(p, crate::files::MAX_CONFIG_BYTES, "config");
     if let Some(p) = explicit {
         return Ok((UnitVocoderConfig::from_json(&read(p)?)?, Some(p.into())));
     }
