@@ -58,6 +58,15 @@ fn check_rate(path: &Path, rate: u32) -> Result<(), AudioError> {
 }
 
 pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
+    // The decoders are third-party code fed hostile bytes: one that panics on a malformed file
+    // (symphonia asserts on a zero sample rate, for one) gives an error here, not a crash.
+    std::panic::catch_unwind(|| read_audio_unguarded(path)).unwrap_or_else(|p| {
+        let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+        Err(AudioError::Unsupported(path.into(), format!("the decoder failed on this file ({msg})")))
+    })
+}
+
+fn read_audio_unguarded(path: &Path) -> Result<Audio, AudioError> {
     let len = vocoder::files::regular_file_len(path).map_err(|e| AudioError::File(e.to_string()))?;
     if len > MAX_FILE_BYTES {
         return Err(AudioError::File(format!("{}: {} MB is larger than an input may be", path.display(), len >> 20)));
@@ -136,16 +145,18 @@ fn padded_pcm_as_container(path: &Path) -> Result<Option<Vec<u8>>, AudioError> {
             let channels = u16::from_le_bytes([b[body + 2], b[body + 3]]).max(1);
             let align = u16::from_le_bytes([b[body + 12], b[body + 13]]);
             let bits = u16::from_le_bytes([b[body + 14], b[body + 15]]);
-            let container = align / channels * 8;
+            let container = u32::from(align / channels) * 8;
             let pcm = tag == 1 || (tag == 0xFFFE && size >= 40 && b[body + 24..body + 26] == [1, 0]);
             if !pcm || !matches!(container, 16 | 24 | 32) {
                 return Ok(None);
             }
             let valid_at = body + 18;
             let valid = if tag == 0xFFFE { u16::from_le_bytes([b[valid_at], b[valid_at + 1]]) } else { bits };
+            let (bits, valid) = (u32::from(bits), u32::from(valid));
             if (bits == container && valid == container) || valid == 0 || valid > container || bits > container {
                 return Ok(None);
             }
+            let container = container as u16;
             b[body + 14..body + 16].copy_from_slice(&container.to_le_bytes());
             if tag == 0xFFFE {
                 b[valid_at..valid_at + 2].copy_from_slice(&container.to_le_bytes());
@@ -177,6 +188,7 @@ fn read_symphonia(path: &Path, file: std::fs::File) -> Result<Audio, AudioError>
     use symphonia::core::probe::Hint;
 
     let bad = |m: String| AudioError::Unsupported(path.into(), m);
+    crate::audio_guard::check(path).map_err(bad)?;
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);

@@ -216,6 +216,13 @@ fn main() -> ExitCode {
                 Ok((c, _)) => c,
                 Err(e) => return fail(e),
             };
+            if !ckpt.code_calls.is_empty() {
+                eprintln!(
+                    "warning: {} contains code that Python would run when loading it ({}); it was NOT run, and the converted file holds only the tensors",
+                    checkpoint.display(),
+                    ckpt.code_calls.join(", ")
+                );
+            }
             match vocoder::convert::convert(&ckpt, &cfg, &output) {
                 Ok(()) => {
                     println!("wrote {} ({}, config embedded)", output.display(), cfg.family().map(|f| f.name()).unwrap_or("?"));

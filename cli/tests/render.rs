@@ -466,3 +466,79 @@ fn mp3_encoder_delay_and_padding_are_trimmed() {
     let lag = envelope_lag(&envelope(&mp3_16k, 40), &envelope(&flac_at_8k, 40), 10);
     assert_eq!(lag, 0, "MP3 decode shifted by {lag} × 5 ms");
 }
+
+/// Files the fuzz harness found crashing the reader (abort on a 2 GB allocation, overflow
+/// panics, a panic inside symphonia): each must now be a clear error.
+#[test]
+fn fuzz_found_audio_crashes_are_errors() {
+    use streamspeech_cli::audio_io::read_audio;
+    let d = tmp();
+    let be24 = |n: usize| [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+    // FLAC whose picture block claims a 2.2 GB MIME type (symphonia allocated it up front).
+    let mut flac = b"fLaC".to_vec();
+    flac.extend_from_slice(&[0x00, 0, 0, 34]);
+    flac.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0x00, 0xf0, 0, 0, 0, 0]);
+    flac.extend_from_slice(&[0u8; 16]);
+    let picture = [3u32.to_be_bytes(), 0x8333_3333u32.to_be_bytes()].concat();
+    flac.push(0x86);
+    flac.extend_from_slice(&be24(picture.len()));
+    flac.extend_from_slice(&picture);
+    // FLAC whose Vorbis comment claims 4 GiB.
+    let mut comments = flac[..42].to_vec();
+    let body = [4u32.to_le_bytes(), *b"abcd", 1u32.to_le_bytes(), u32::MAX.to_le_bytes()].concat();
+    comments.push(0x84);
+    comments.extend_from_slice(&be24(body.len()));
+    comments.extend_from_slice(&body);
+    // WAVs hound refuses (24-bit float, A-law): one with a LIST/INFO entry claiming 4 GiB, one
+    // with a zero sample rate (symphonia asserted on it).
+    let wav = |tag: u8, rate: u32, bits: u8, extra: &[u8]| {
+        let mut b = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        // A-law's fmt chunk carries cbSize (18 bytes).
+        let alaw = tag == 6;
+        b.extend_from_slice(&(if alaw { 18u32 } else { 16 }).to_le_bytes());
+        b.extend_from_slice(&[tag, 0, 1, 0]);
+        b.extend_from_slice(&rate.to_le_bytes());
+        b.extend_from_slice(&(rate * u32::from(bits / 8)).to_le_bytes());
+        b.extend_from_slice(&[bits / 8, 0, bits, 0]);
+        if alaw {
+            b.extend_from_slice(&[0, 0]);
+        }
+        b.extend_from_slice(extra);
+        b.extend_from_slice(b"data\x0c\0\0\0");
+        b.extend_from_slice(&[0u8; 12]);
+        let n = (b.len() - 8) as u32;
+        b[4..8].copy_from_slice(&n.to_le_bytes());
+        b
+    };
+    let list = [b"LIST".to_vec(), 16u32.to_le_bytes().to_vec(), b"INFOINAM".to_vec(), u32::MAX.to_le_bytes().to_vec(), vec![0u8; 4]].concat();
+    // 12 valid bits declared in a 65535-byte container (an overflow in our own 12-bit path).
+    let mut wide = wav(1, 16_000, 16, &[]);
+    wide[32..34].copy_from_slice(&0xffffu16.to_le_bytes());
+    wide[34..36].copy_from_slice(&12u16.to_le_bytes());
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("picture.flac", flac, "FLAC picture block claims"),
+        ("comment.flac", comments, "Vorbis comment block claims"),
+        ("info.wav", wav(3, 16_000, 24, &list), "LIST entry `INAM` claims"),
+        ("rate0.wav", wav(6, 0, 8, &[]), "0 Hz"),
+        ("wide.wav", wide, ""),
+    ];
+    for (name, bytes, want) in cases {
+        let path = d.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let e = read_audio(&path).err().unwrap_or_else(|| panic!("{name} was accepted")).to_string();
+        assert!(e.contains(want) && !e.contains('\n'), "{name}: {e}");
+    }
+}
+
+#[test]
+fn a_bad_model_is_one_line_naming_the_file_once() {
+    let d = tmp();
+    let input = clip_wav(d.path(), "in.wav", "fr_cv_17299458.wav", 0.3, false, 16, false);
+    let model = d.path().join("bad.pth");
+    std::fs::write(&model, b"\x80\x02}q\x00X\xff\xff\xff\x7f").unwrap();
+    let o = run(&["render", p(&input), "-o", p(&d.path().join("o.wav")), "--model-original", p(&model)]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches(p(&model)).count(), 1, "{err}");
+}

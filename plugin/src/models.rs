@@ -132,6 +132,11 @@ pub fn load_slot(mode: Mode, persisted: Option<&str>, device: &candle_core::Devi
 
 fn load_uncached(path: &std::path::Path, device: &candle_core::Device) -> SlotStatus {
     let path = path.to_path_buf();
+    // Fault injection: proves a panic in loading is caught (no loader panics on a known input).
+    #[cfg(test)]
+    if path.file_name().is_some_and(|n| n == "panic-while-loading.safetensors") {
+        panic!("injected by the test");
+    }
     if !path.is_file() {
         return if path.exists() {
             SlotStatus::Failed { path, reason: "not a regular file".into() }
@@ -207,5 +212,39 @@ mod tests {
         assert!(matches!(s, SlotStatus::NeedsTranslator { .. }), "{}", s.summary());
         assert!(s.vocoder().is_none(), "no mel model: the slot plays the delayed dry signal");
         assert!(s.summary().contains("needs a translator (units input)") && s.summary().contains("codehifigan"), "{}", s.summary());
+    }
+
+    #[test]
+    fn hostile_files_leave_the_slot_empty_with_the_reason() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let d = std::env::temp_dir().join(format!("ssv-plugin-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let garbage = d.join("huge-string.pth");
+        // A PyTorch legacy file whose first pickle claims a 4 GiB string.
+        let mut legacy = std::fs::read(root.join("vocoder/tests/fixtures/grc_tiny/model_legacy.pth")).unwrap();
+        legacy.splice(15..22, *b"\x80\x02X\xff\xff\xff\xff");
+        std::fs::write(&garbage, legacy).unwrap();
+        let absurd = d.join("absurd");
+        std::fs::create_dir_all(&absurd).unwrap();
+        std::fs::copy(root.join("vocoder/tests/fixtures/grc_tiny/model_zip.pth"), absurd.join("model.pth")).unwrap();
+        let cfg = std::fs::read_to_string(root.join("vocoder/tests/fixtures/grc_tiny/config.json")).unwrap();
+        std::fs::write(absurd.join("config.json"), cfg.replace("\"n_fft\": 128", "\"n_fft\": 1099511627776")).unwrap();
+        let panics = d.join("panic-while-loading.safetensors");
+        std::fs::write(&panics, b"x").unwrap();
+        for (path, want) in [
+            (garbage.clone(), "corrupt pickle"),
+            (PathBuf::from("/dev/zero"), "not a regular file"),
+            (d.clone(), "not a regular file"),
+            (absurd.join("model.pth"), "n_fft"),
+            (panics.clone(), "internal error while loading it (injected by the test)"),
+        ] {
+            let s = load_slot(Mode::Original, Some(path.to_str().unwrap()), &candle_core::Device::Cpu);
+            assert!(matches!(s, SlotStatus::Failed { .. }) && s.vocoder().is_none(), "{}", s.summary());
+            let summary = s.summary();
+            assert!(summary.contains(want), "{summary}");
+            assert_eq!(summary.matches(path.to_str().unwrap()).count(), 1, "the path once: {summary}");
+            assert!(!summary.contains('\n'), "one line: {summary}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -506,6 +506,16 @@ fn gather(t: &TensorRef, data: &[u8], numel: usize) -> Result<Option<Vec<f32>>, 
     decode(t.dtype, &gathered, numel, 1)
 }
 
+/// The entries a PyTorch pickle (a zip's `data.pkl`) describes, as `(name, is_tensor)`, with
+/// the same bounds as loading (for tools and the fuzz harness: no storages are read).
+pub fn pickle_entries(bytes: &[u8]) -> Result<Vec<(String, bool)>, VocoderError> {
+    let path = Path::new("data.pkl");
+    let (obj, _) = read_pickle(path, bytes, "data.pkl")?;
+    let mut parsed = Vec::new();
+    walk(path, "", &obj, obj.root, 0, &mut Budget::for_pickle(&obj), &mut parsed)?;
+    Ok(parsed.into_iter().map(|(n, p)| (n, matches!(p, Parsed::Tensor(_)))).collect())
+}
+
 /// Largest `data.pkl` read from a zip (StreamSpeech's is a few hundred KB; fairseq training
 /// checkpoints with optimizer state a few MB).
 const MAX_ZIP_PICKLE: u64 = 32 << 20;

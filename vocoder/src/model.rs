@@ -206,16 +206,18 @@ pub fn checkpoint_report_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<
 }
 
 /// Checks every model tensor is floating point and finite, and moves them to `device`.
-fn checked_weights(ckpt: &Checkpoint, cfg: &VocoderConfig, device: &Device) -> Result<Weights, VocoderError> {
+fn checked_weights(ckpt: &mut Checkpoint, cfg: &VocoderConfig, device: &Device) -> Result<Weights, VocoderError> {
     weights_for(ckpt, &expected_params(cfg)?, device)
 }
 
 /// The store of exactly the `expected` tensors (checked floating point and finite) on `device`.
-pub(crate) fn weights_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Weights, VocoderError> {
+/// The values are moved out of `ckpt` (its shapes and notes stay): loading never holds the
+/// checkpoint's copy and the model's at once.
+pub(crate) fn weights_for(ckpt: &mut Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Weights, VocoderError> {
     let mut tensors = BTreeMap::new();
     for (key, shape) in expected {
-        let t = &ckpt.tensors[key];
-        let Some(values) = &t.values else {
+        let t = ckpt.tensors.get_mut(key).ok_or_else(|| VocoderError::BadTensor { key: key.clone(), reason: "missing".into() })?;
+        let Some(values) = t.values.take() else {
             return Err(VocoderError::BadTensor {
                 key: key.clone(),
                 reason: format!("stored as {}; model parameters must be floating point", t.dtype.name()),
@@ -227,7 +229,7 @@ pub(crate) fn weights_for(ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usi
                 reason: format!("contains a non-finite value ({}) at flat index {i}", values[i]),
             });
         }
-        tensors.insert(key.clone(), Tensor::from_slice(values, shape.as_slice(), device)?);
+        tensors.insert(key.clone(), Tensor::from_vec(values, shape.as_slice(), device)?);
     }
     Ok(Weights::new(tensors))
 }
@@ -236,6 +238,8 @@ pub struct LoadedVocoder {
     pub vocoder: Vocoder,
     pub report: CheckpointReport,
     pub config_source: ConfigSource,
+    /// What was read: format, notes, shapes. The model's tensor values were moved into the
+    /// model (so a loaded model is held once); the non-model entries keep theirs.
     pub checkpoint: Checkpoint,
 }
 
@@ -250,7 +254,9 @@ pub fn load_vocoder(path: &Path, config: Option<&Path>, device: &Device) -> Resu
 /// stock-candle baseline, and the fast-vs-stock tests).
 pub fn rebuild_with_kernels(loaded: &LoadedVocoder, kernels: Kernels) -> Result<Vocoder, VocoderError> {
     let cfg = loaded.vocoder.config().clone();
-    let weights = checked_weights(&loaded.checkpoint, &cfg, loaded.vocoder.device())?.with_kernels(kernels);
+    // The loaded checkpoint's values live in the model now: read the file again.
+    let mut ckpt = checkpoint::load(&loaded.checkpoint.path)?;
+    let weights = checked_weights(&mut ckpt, &cfg, loaded.vocoder.device())?.with_kernels(kernels);
     Vocoder::new(cfg, &weights, loaded.vocoder.device())
 }
 
@@ -264,7 +270,8 @@ pub fn load_from_checkpoint(
     if !report.is_clean() {
         return Err(VocoderError::Mismatch(Box::new(report)));
     }
-    let weights = checked_weights(&ckpt, &cfg, device)?;
+    let mut ckpt = ckpt;
+    let weights = checked_weights(&mut ckpt, &cfg, device)?;
     let vocoder = Vocoder::new(cfg, &weights, device)?;
     Ok(LoadedVocoder { vocoder, report, config_source, checkpoint: ckpt })
 }

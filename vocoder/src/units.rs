@@ -349,7 +349,7 @@ impl UnitVocoder {
         self.dur.is_some()
     }
 
-    fn new(cfg: UnitVocoderConfig, ckpt: &Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Self, VocoderError> {
+    fn new(cfg: UnitVocoderConfig, ckpt: &mut Checkpoint, expected: &BTreeMap<String, Vec<usize>>, device: &Device) -> Result<Self, VocoderError> {
         let w = weights_for(ckpt, expected, device)?;
         let generator = HifiGan::new(&cfg.generator_config()?, &w)?;
         let dict = w.get("dict.weight", &[cfg.num_embeddings, cfg.embedding_dim])?;
@@ -629,6 +629,7 @@ pub struct UnitStream {
 pub struct LoadedUnitVocoder {
     pub vocoder: UnitVocoder,
     pub report: CheckpointReport,
+    /// What was read; the model's tensor values were moved into the model.
     pub checkpoint: Checkpoint,
     pub config_path: Option<PathBuf>,
 }
@@ -664,7 +665,8 @@ pub fn load_unit_vocoder(path: &Path, config: Option<&Path>, device: &Device) ->
     if !report.is_clean() {
         return Err(VocoderError::Mismatch(Box::new(report)));
     }
-    let vocoder = UnitVocoder::new(cfg, &ckpt, &expected, device)?;
+    let mut ckpt = ckpt;
+    let vocoder = UnitVocoder::new(cfg, &mut ckpt, &expected, device)?;
     Ok(LoadedUnitVocoder { vocoder, report, checkpoint: ckpt, config_path })
 }
 
