@@ -3,9 +3,8 @@
 //! weight norm folding, fp16/bf16/fp64 → f32). Nothing is skipped silently: every entry that is
 //! not a usable tensor is listed in [`Checkpoint::ignored`].
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::VocoderError;
@@ -130,14 +129,33 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 3 << 30;
 /// Largest safetensors header (the format's own reader allows 100 MB).
 const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
 
-/// Reads a checkpoint file. Bounded: regular files only, at most [`MAX_CHECKPOINT_BYTES`], and a
-/// file whose first bytes are not one of the three formats is refused before it is read.
+/// Reads a checkpoint file. Bounded: regular files only, at most [`MAX_CHECKPOINT_BYTES`]; a
+/// file whose first bytes are not one of the three formats is refused before it is read, and
+/// PyTorch files are read piecewise (the pickle, then only the storage bytes the tensors use), so
+/// a large file that is not a model costs neither time nor memory.
 pub fn load(path: &Path) -> Result<Checkpoint, VocoderError> {
     let head = files::read_head(path, 16, MAX_CHECKPOINT_BYTES, "checkpoint")?;
     let len = files::regular_file_len(path)?;
-    sniff(path, &head, len)?;
-    let bytes = files::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
-    load_bytes(path, &bytes)
+    let (entries, embedded_config, code_calls, format) = match sniff(path, &head, len)? {
+        CheckpointFormat::Safetensors => {
+            let bytes = files::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
+            let (e, cfg) = read_safetensors(path, &bytes)?;
+            (e, cfg, Vec::new(), CheckpointFormat::Safetensors)
+        }
+        format => {
+            let file = std::fs::File::open(path).map_err(|e| VocoderError::Io { path: path.into(), source: e })?;
+            let reader = std::io::BufReader::new(file);
+            let (e, calls) = if format == CheckpointFormat::TorchZip {
+                read_torch_zip(path, reader, len)?
+            } else {
+                read_torch_legacy(path, reader, len)?
+            };
+            (e, None, calls, format)
+        }
+    };
+    let mut ckpt = normalise(path, format, entries, embedded_config)?;
+    ckpt.code_calls = code_calls;
+    Ok(ckpt)
 }
 
 /// Which format the first bytes announce; an error names what the file looks like instead.
@@ -166,15 +184,17 @@ fn sniff(path: &Path, head: &[u8], len: u64) -> Result<CheckpointFormat, Vocoder
     Err(VocoderError::format(path, what))
 }
 
+/// [`load`] for a checkpoint already in memory (e.g. a member of a downloaded archive).
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, VocoderError> {
-    let format = sniff(path, &bytes[..bytes.len().min(16)], bytes.len() as u64)?;
+    let len = bytes.len() as u64;
+    let format = sniff(path, &bytes[..bytes.len().min(16)], len)?;
     let (entries, embedded_config, code_calls) = match format {
         CheckpointFormat::TorchZip => {
-            let (e, calls) = read_torch_zip(path, bytes)?;
+            let (e, calls) = read_torch_zip(path, Cursor::new(bytes), len)?;
             (e, None, calls)
         }
         CheckpointFormat::TorchLegacy => {
-            let (e, calls) = read_torch_legacy(path, bytes)?;
+            let (e, calls) = read_torch_legacy(path, Cursor::new(bytes), len)?;
             (e, None, calls)
         }
         CheckpointFormat::Safetensors => {
@@ -315,7 +335,8 @@ fn as_usizes(p: &Pickle, id: pickle::Id) -> Option<Vec<usize>> {
 /// Recognises `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` and the
 /// `_rebuild_parameter` wrapper around it.
 fn parse_tensor(path: &Path, key: &str, p: &Pickle, id: pickle::Id) -> Result<Option<TensorRef>, VocoderError> {
-    let Value::Call { callable, args, .. } = p.get(id) else { return Ok(None) };
+    let Value::Call(call) = p.get(id) else { return Ok(None) };
+    let (callable, args) = (&call.callable, &call.args);
     let Some(func) = p.global(*callable) else { return Ok(None) };
     let bad = |m: &str| VocoderError::format(path, format!("tensor `{key}`: {m}"));
     match func {
@@ -323,7 +344,7 @@ fn parse_tensor(path: &Path, key: &str, p: &Pickle, id: pickle::Id) -> Result<Op
             let inner = p.seq(*args).and_then(|a| a.first()).ok_or_else(|| bad("malformed parameter"))?;
             match p.get(*inner) {
                 // A parameter of a parameter is not something torch writes (and would recurse).
-                Value::Call { callable, .. } if p.global(*callable) == Some(func) => Err(bad("nested parameter")),
+                Value::Call(c) if p.global(c.callable) == Some(func) => Err(bad("nested parameter")),
                 _ => parse_tensor(path, key, p, *inner),
             }
         }
@@ -417,11 +438,11 @@ fn extent(t: &TensorRef) -> Result<(usize, usize), String> {
     Ok((bytes, numel))
 }
 
-fn materialise<'a>(
+fn materialise(
     path: &Path,
     parsed: Vec<(String, Parsed)>,
     file_len: usize,
-    mut storage: impl FnMut(&str, usize) -> Result<Cow<'a, [u8]>, VocoderError>,
+    mut storage: impl FnMut(&str, usize) -> Result<Vec<u8>, VocoderError>,
 ) -> Result<Entries, VocoderError> {
     // Bytes each storage must hold (the furthest any tensor reads).
     let mut need: BTreeMap<String, usize> = BTreeMap::new();
@@ -443,7 +464,7 @@ fn materialise<'a>(
             *n = (*n).max(bytes);
         }
     }
-    let mut cache: BTreeMap<String, Cow<'a, [u8]>> = BTreeMap::new();
+    let mut cache: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut out = Vec::new();
     for (name, p) in parsed {
         match p {
@@ -520,9 +541,9 @@ pub fn pickle_entries(bytes: &[u8]) -> Result<Vec<(String, bool)>, VocoderError>
 /// checkpoints with optimizer state a few MB).
 const MAX_ZIP_PICKLE: u64 = 32 << 20;
 
-fn read_torch_zip(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>), VocoderError> {
+fn read_torch_zip<R: Read + Seek>(path: &Path, reader: R, file_len: u64) -> Result<(Entries, Vec<String>), VocoderError> {
     let corrupt = |e: &dyn std::fmt::Display| VocoderError::format(path, format!("corrupt PyTorch zip archive: {e}"));
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| corrupt(&e))?;
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| corrupt(&e))?;
     let pkl = zip
         .file_names()
         .filter_map(|n| n.ok())
@@ -534,66 +555,87 @@ fn read_torch_zip(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>), V
     if declared > MAX_ZIP_PICKLE {
         return Err(VocoderError::format(path, format!("data.pkl is {} MB (a model's is far smaller; limit {} MB)", declared >> 20, MAX_ZIP_PICKLE >> 20)));
     }
-    let pkl_bytes = zip_entry(path, &mut zip, bytes, &pkl, MAX_ZIP_PICKLE as usize)?;
+    let pkl_bytes = zip_entry(path, &mut zip, file_len, &pkl, MAX_ZIP_PICKLE as usize)?;
     let (obj, _) = read_pickle(path, &pkl_bytes, "data.pkl")?;
+    drop(pkl_bytes);
     let mut parsed = Vec::new();
     walk(path, "", &obj, obj.root, 0, &mut Budget::for_pickle(&obj), &mut parsed)?;
-    let entries = materialise(path, parsed, bytes.len(), |key, need| {
+    let entries = materialise(path, parsed, file_len as usize, |key, need| {
         if key.contains('/') || key.len() > 256 {
             return Err(VocoderError::format(path, format!("malformed storage key `{}`", short(key))));
         }
-        zip_entry(path, &mut zip, bytes, &format!("{dir}data/{key}"), need)
+        zip_entry(path, &mut zip, file_len, &format!("{dir}data/{key}"), need)
     })?;
     Ok((entries, code_calls(&obj)))
 }
 
-/// An entry's bytes: borrowed from the file when stored (what torch.save writes), else
-/// decompressed, reading at most `need` bytes (a zip bomb costs at most what the tensors need).
-fn zip_entry<'a>(
-    path: &Path,
-    zip: &mut zip::ZipArchive<Cursor<&'a [u8]>>,
-    bytes: &'a [u8],
-    name: &str,
-    need: usize,
-) -> Result<Cow<'a, [u8]>, VocoderError> {
+/// An entry's first `need` bytes (at most). A stored entry (what torch.save writes) must lie
+/// within the file, so its buffer is sized exactly; a compressed one is inflated only as far as
+/// `need` (a zip bomb costs at most what the tensors need), its buffer growing as data arrives.
+fn zip_entry<R: Read + Seek>(path: &Path, zip: &mut zip::ZipArchive<R>, file_len: u64, name: &str, need: usize) -> Result<Vec<u8>, VocoderError> {
     let fail = |m: String| VocoderError::format(path, format!("archive entry {}: {m}", short(name)));
     let f = zip.by_name(name).map_err(|e| fail(format!("missing ({e})")))?;
-    let size = usize::try_from(f.size()).unwrap_or(usize::MAX);
-    if f.compression() == zip::CompressionMethod::Stored && !f.encrypted() {
-        let start = f.data_start().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| fail("no data offset".into()))?;
-        let len = size.min(need);
-        let end = start.checked_add(len).filter(|e| *e <= bytes.len()).ok_or_else(|| fail("data runs past the end of the file".into()))?;
-        return Ok(Cow::Borrowed(&bytes[start..end]));
+    let want = usize::try_from(f.size()).unwrap_or(usize::MAX).min(need);
+    let stored = f.compression() == zip::CompressionMethod::Stored;
+    if stored && f.data_start().is_none_or(|s| s.saturating_add(want as u64) > file_len) {
+        return Err(fail("data runs past the end of the file".into()));
     }
-    let want = size.min(need);
-    let mut buf = Vec::with_capacity(want.min(64 << 20));
+    let mut buf = Vec::with_capacity(if stored { want } else { want.min(64 << 20) });
     f.take(want as u64).read_to_end(&mut buf).map_err(|e| fail(format!("cannot be read ({e})")))?;
-    Ok(Cow::Owned(buf))
+    Ok(buf)
 }
 
-/// The pre-1.6 format: pickled magic number, protocol version, sys info, the object, the list
-/// of storage keys; then each storage as a u64 element count followed by its raw data.
-fn read_torch_legacy(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>), VocoderError> {
-    // The first pickle is the 80-bit magic number 0x1950a86a20f9469cfc6c as a LONG1: PROTO 2,
-    // LONG1 10 bytes little-endian, STOP.
-    const MAGIC_PICKLE: [u8; 15] =
-        [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
-    if !bytes.starts_with(&MAGIC_PICKLE) {
-        return Err(VocoderError::format(path, "not a PyTorch file (bad magic number)"));
-    }
-    let mut pos = MAGIC_PICKLE.len();
-    let mut next = |what: &str| -> Result<Pickle, VocoderError> {
-        let (p, used) = read_pickle(path, &bytes[pos..], what)?;
+/// The legacy file's pickles after the magic number: protocol version (checked), sys info, the
+/// checkpoint object and the storage keys, with the bytes they used. The error names the pickle.
+fn legacy_pickles(b: &[u8]) -> Result<(Pickle, Pickle, usize), (&'static str, pickle::PickleError)> {
+    let mut pos = 0;
+    let mut next = |what: &'static str| -> Result<Pickle, (&'static str, pickle::PickleError)> {
+        let (p, used) = Pickle::parse(&b[pos..]).map_err(|e| (what, e))?;
         pos += used;
         Ok(p)
     };
     let protocol = next("protocol version")?;
     if protocol.as_i64(protocol.root) != Some(1001) {
-        return Err(VocoderError::format(path, "unsupported legacy protocol version"));
+        return Err(("protocol version", pickle::PickleError("unsupported legacy protocol version".into())));
     }
-    let _sys_info = next("sys info")?;
+    next("sys info")?;
     let obj = next("checkpoint object")?;
     let keys = next("storage keys")?;
+    Ok((obj, keys, pos))
+}
+
+/// Most bytes of pickles read at the start of a legacy file (the object pickle holds metadata
+/// only; storages follow it).
+const MAX_LEGACY_PICKLES: u64 = 64 << 20;
+
+/// The pre-1.6 format: pickled magic number, protocol version, sys info, the object, the list
+/// of storage keys; then each storage as a u64 element count followed by its raw data.
+fn read_torch_legacy<R: Read + Seek>(path: &Path, mut reader: R, file_len: u64) -> Result<(Entries, Vec<String>), VocoderError> {
+    // The first pickle is the 80-bit magic number 0x1950a86a20f9469cfc6c as a LONG1: PROTO 2,
+    // LONG1 10 bytes little-endian, STOP.
+    const MAGIC_PICKLE: [u8; 15] =
+        [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e];
+    let io = |e: std::io::Error| VocoderError::Io { path: path.into(), source: e };
+    // The pickles' total length is known only by parsing them: read 64 KB, and twice as much
+    // each time they run past what was read, up to the limit.
+    let mut head = Vec::new();
+    let mut want = 64u64 << 10;
+    let (obj, keys, pos) = loop {
+        let have = head.len() as u64;
+        (&mut reader).take(want - have).read_to_end(&mut head).map_err(io)?;
+        let complete = (head.len() as u64) < want || want >= MAX_LEGACY_PICKLES;
+        if !head.starts_with(&MAGIC_PICKLE) {
+            return Err(VocoderError::format(path, "not a PyTorch file (bad magic number)"));
+        }
+        match legacy_pickles(&head[MAGIC_PICKLE.len()..]) {
+            Ok((obj, keys, used)) => break (obj, keys, MAGIC_PICKLE.len() + used),
+            Err((what, e)) if complete || !e.is_truncation() => {
+                return Err(VocoderError::format(path, format!("{what}: corrupt pickle ({e})")));
+            }
+            Err(_) => want = (want * 2).min(MAX_LEGACY_PICKLES),
+        }
+    };
+    drop(head);
     let keys: Vec<String> = keys
         .seq(keys.root)
         .ok_or_else(|| VocoderError::format(path, "malformed storage key list"))?
@@ -608,24 +650,26 @@ fn read_torch_legacy(path: &Path, bytes: &[u8]) -> Result<(Entries, Vec<String>)
             dtypes.insert(t.storage.clone(), t.dtype);
         }
     }
-    let mut storages: BTreeMap<String, &[u8]> = BTreeMap::new();
+    // Storages follow in key order; each is read whole (it lies within the file: checked).
+    reader.seek(SeekFrom::Start(pos as u64)).map_err(io)?;
+    let mut pos = pos as u64;
+    let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for key in &keys {
         let es = dtypes.get(key).map(|d| d.size()).ok_or_else(|| {
             VocoderError::format(path, format!("storage {} is not used by any tensor", short(key)))
         })?;
         let truncated = || VocoderError::format(path, format!("file ends inside storage {} (truncated?)", short(key)));
-        let count_bytes = bytes.get(pos..).and_then(|b| b.get(..8)).ok_or_else(truncated)?;
-        let count = usize::try_from(u64::from_le_bytes(count_bytes.try_into().expect("8 bytes"))).map_err(|_| truncated())?;
+        let mut count = [0u8; 8];
+        reader.read_exact(&mut count).map_err(|_| truncated())?;
         pos += 8;
-        let end = count.checked_mul(es).and_then(|l| l.checked_add(pos)).filter(|e| *e <= bytes.len()).ok_or_else(truncated)?;
-        storages.insert(key.clone(), &bytes[pos..end]);
-        pos = end;
+        let len = u64::from_le_bytes(count).checked_mul(es as u64).filter(|l| pos.saturating_add(*l) <= file_len).ok_or_else(truncated)?;
+        let mut data = vec![0u8; len as usize];
+        reader.read_exact(&mut data).map_err(|_| truncated())?;
+        pos += len;
+        storages.insert(key.clone(), data);
     }
-    let entries = materialise(path, parsed, bytes.len(), |key, _| {
-        storages
-            .get(key)
-            .map(|b| Cow::Borrowed(*b))
-            .ok_or_else(|| VocoderError::format(path, format!("storage {} missing", short(key))))
+    let entries = materialise(path, parsed, file_len as usize, |key, _| {
+        storages.remove(key).ok_or_else(|| VocoderError::format(path, format!("storage {} missing", short(key))))
     })?;
     Ok((entries, code_calls(&obj)))
 }

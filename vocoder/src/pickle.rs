@@ -16,8 +16,9 @@ use std::collections::HashMap;
 /// Index of a node in [`Pickle::nodes`].
 pub type Id = u32;
 
-/// Most nodes one pickle may create (each opcode creates at most one).
-pub const MAX_NODES: usize = 1 << 24;
+/// Most nodes one pickle may create (each opcode creates at most one; a node is 32 bytes, so
+/// the arena stays under 64 MB). A state dict needs about 20 per tensor: room for 50 000.
+pub const MAX_NODES: usize = 1 << 20;
 /// Largest string or bytes object kept (longer ones are an error: no checkpoint key is that long).
 pub const MAX_STRING: usize = 1 << 20;
 
@@ -36,11 +37,22 @@ pub enum Value {
     List(Vec<Id>),
     Dict(Vec<(Id, Id)>),
     Set(Vec<Id>),
-    Global { module: String, name: String },
-    /// `callable(*args)`, never executed; `state` from BUILD, `items`/`entries` from
-    /// APPEND(S)/SETITEM(S) applied to the result.
-    Call { callable: Id, args: Id, state: Option<Id>, items: Vec<Id>, entries: Vec<(Id, Id)> },
+    /// `module.name` (boxed: keeps every node at 32 bytes).
+    Global(Box<(String, String)>),
+    /// `callable(*args)`, never executed (boxed: keeps every node at 32 bytes).
+    Call(Box<Call>),
     PersistentId(Id),
+}
+
+/// A recorded call: `state` from BUILD, `items`/`entries` from APPEND(S)/SETITEM(S) applied
+/// to its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub callable: Id,
+    pub args: Id,
+    pub state: Option<Id>,
+    pub items: Vec<Id>,
+    pub entries: Vec<(Id, Id)>,
 }
 
 #[derive(Debug)]
@@ -52,6 +64,15 @@ pub struct Pickle {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct PickleError(pub String);
+
+const ENDS_EARLY: &str = "pickle ends early";
+
+impl PickleError {
+    /// The input ended inside the pickle (more bytes might complete it).
+    pub fn is_truncation(&self) -> bool {
+        self.0.starts_with(ENDS_EARLY) || self.0.starts_with("unterminated")
+    }
+}
 
 fn err<T>(m: impl Into<String>) -> Result<T, PickleError> {
     Err(PickleError(m.into()))
@@ -70,7 +91,7 @@ impl<'a> Reader<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            _ => err(format!("pickle ends early (needs {n} more bytes at offset {})", self.pos)),
+            _ => err(format!("{ENDS_EARLY} (needs {n} more bytes at offset {})", self.pos)),
         }
     }
     fn u8(&mut self) -> Result<u8, PickleError> {
@@ -140,7 +161,7 @@ impl Pickle {
     /// The `(module, name)` a node is, if it is a global.
     pub fn global(&self, id: Id) -> Option<(&str, &str)> {
         match self.get(id) {
-            Value::Global { module, name } => Some((module, name)),
+            Value::Global(g) => Some((&g.0, &g.1)),
             _ => None,
         }
     }
@@ -172,7 +193,7 @@ impl Pickle {
     pub fn entries(&self, id: Id) -> Option<&[(Id, Id)]> {
         match self.get(id) {
             Value::Dict(e) => Some(e),
-            Value::Call { callable, entries, .. } if self.is_dict_class(*callable) => Some(entries),
+            Value::Call(c) if self.is_dict_class(c.callable) => Some(&c.entries),
             _ => None,
         }
     }
@@ -189,8 +210,8 @@ impl Pickle {
     pub fn calls_outside(&self, allowed: &[&str]) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for v in &self.nodes {
-            if let Value::Call { callable, .. } = v {
-                let name = match self.global(*callable) {
+            if let Value::Call(c) = v {
+                let name = match self.global(c.callable) {
                     Some((m, _)) if allowed.iter().any(|a| m == *a || m.starts_with(&format!("{a}."))) => continue,
                     Some((m, n)) => format!("{m}.{n}"),
                     None => "a computed callable".to_string(),
@@ -279,7 +300,7 @@ impl Parser<'_> {
     fn append(&mut self, target: Id, items: Vec<Id>) -> Result<(), PickleError> {
         match self.node_mut(target) {
             Value::List(v) | Value::Set(v) => v.extend(items),
-            Value::Call { items: v, .. } => v.extend(items),
+            Value::Call(c) => c.items.extend(items),
             _ => return err("APPEND to something that is not a list"),
         }
         Ok(())
@@ -291,19 +312,19 @@ impl Parser<'_> {
         let pairs = kv.chunks_exact(2).map(|c| (c[0], c[1]));
         match self.node_mut(target) {
             Value::Dict(e) => e.extend(pairs),
-            Value::Call { entries, .. } => entries.extend(pairs),
+            Value::Call(c) => c.entries.extend(pairs),
             _ => return err("SETITEM on something that is not a dict"),
         }
         Ok(())
     }
     fn call(&mut self, callable: Id, args: Id) -> Result<(), PickleError> {
-        self.push(Value::Call { callable, args, state: None, items: Vec::new(), entries: Vec::new() })
+        self.push(Value::Call(Box::new(Call { callable, args, state: None, items: Vec::new(), entries: Vec::new() })))
     }
     fn global(&mut self, module: String, name: String) -> Result<(), PickleError> {
         if module.len() > 256 || name.len() > 256 {
             return err("global name longer than 256 bytes");
         }
-        self.push(Value::Global { module, name })
+        self.push(Value::Global(Box::new((module, name))))
     }
 
     fn run(&mut self) -> Result<Id, PickleError> {
@@ -517,7 +538,7 @@ impl Parser<'_> {
                     let state = self.pop()?;
                     let target = self.top()?;
                     match self.node_mut(target) {
-                        Value::Call { state: s, .. } => *s = Some(state),
+                        Value::Call(c) => c.state = Some(state),
                         // Attributes set on a plain container (OrderedDict `_metadata`): not
                         // items, so not kept.
                         Value::Dict(_) | Value::List(_) | Value::Set(_) => {}
@@ -616,6 +637,11 @@ mod tests {
     }
 
     #[test]
+    fn nodes_stay_small() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+    }
+
+    #[test]
     fn lengths_are_checked_before_allocating() {
         let p = [0x80, 2, b'X', 0xff, 0xff, 0xff, 0xff, b'a'];
         assert!(Pickle::parse(&p).unwrap_err().0.contains("ends early"));
@@ -629,5 +655,9 @@ mod tests {
         p.push(b'.');
         let (pk, _) = Pickle::parse(&p).unwrap();
         assert_eq!(pk.nodes.len(), 1_000_000);
+        // One node past the cap is refused.
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b'N', MAX_NODES + 1));
+        assert!(Pickle::parse(&p).unwrap_err().0.contains("more than"));
     }
 }

@@ -45,6 +45,13 @@ fn main() {
         let sparse = scratch.join("sparse-2GiB.bin");
         std::fs::File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
         files.push(sparse);
+        // 2 GiB files with a valid PyTorch zip / legacy start and nothing else.
+        for (name, head) in [("zip-2GiB.pth", &b"PK\x03\x04"[..]), ("legacy-2GiB.pth", &[0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e, 0x80, 0x02, 0xff][..])] {
+            let p = scratch.join(name);
+            std::fs::write(&p, head).unwrap();
+            std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(2 << 30).unwrap();
+            files.push(p);
+        }
         files.push(PathBuf::from("/dev/zero"));
         let noise = scratch.join("noise-64MiB.pth");
         let mut rng = 0x2545f4914f6cdd1du64;
