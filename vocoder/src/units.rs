@@ -292,6 +292,17 @@ impl Conditioning {
     pub fn load(path: &Path, speaker_dim: usize, emotion_dim: usize) -> Result<Self, VocoderError> {
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
             let bytes = crate::files::read_limited(path, 16 << 20, "conditioning vector")?;
+            // npyz allocates the header at the length the file claims: check it fits first.
+            let header_end = match (bytes.get(..6), bytes.get(6)) {
+                (Some(b"\x93NUMPY"), Some(1)) => bytes.get(8..10).map(|l| 10 + u16::from_le_bytes([l[0], l[1]]) as usize),
+                (Some(b"\x93NUMPY"), Some(2 | 3)) => {
+                    bytes.get(8..12).map(|l| 12 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                }
+                _ => None,
+            };
+            if header_end.is_none_or(|e| e > bytes.len()) {
+                return Err(VocoderError::format(path, "not a .npy array (bad magic, version or header length)"));
+            }
             let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| VocoderError::format(path, format!("not a .npy array: {e}")))?;
             // Checked before decoding: the header's shape must be the size the model takes.
             let n = npy.shape().iter().try_fold(1u64, |a, s| a.checked_mul(*s));

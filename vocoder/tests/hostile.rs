@@ -321,3 +321,19 @@ fn a_huge_config_file_is_not_read() {
     let e = load_vocoder(&fixtures().join("grc_tiny/model.safetensors"), Some(&cfg), &Device::Cpu).err().unwrap();
     assert!(e.to_string().contains("limit"), "{e}");
 }
+
+/// Found by the fuzz harness: a .npy header length of 3.9 GB was allocated before reading.
+#[test]
+fn npy_header_length_is_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let good = std::fs::read(fixtures().join("units/film_tiny/cond.npy")).unwrap();
+    let mut bad = good.clone();
+    bad[6] = 3;
+    bad[8..12].copy_from_slice(&0xe7a5_c000u32.to_le_bytes());
+    let p = d.path().join("bad.npy");
+    std::fs::write(&p, bad).unwrap();
+    let e = vocoder::units::Conditioning::load(&p, 192, 768).err().unwrap();
+    assert!(e.to_string().contains("header length"), "{e}");
+    std::fs::write(&p, good).unwrap();
+    assert!(vocoder::units::Conditioning::load(&p, 192, 768).is_ok());
+}
