@@ -57,10 +57,29 @@ fn check_rate(path: &Path, rate: u32) -> Result<(), AudioError> {
     if (MIN_RATE..=MAX_RATE).contains(&rate) { Ok(()) } else { Err(AudioError::Rate(path.into(), rate)) }
 }
 
+thread_local! {
+    /// Set while this thread decodes a file: a panic there is reported as an error.
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the panic hook silent for panics inside [`read_audio`] (they become one error line);
+/// every other panic still prints as usual. The CLI installs it at start.
+pub fn quiet_decoder_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !DECODING.with(|d| d.get()) {
+            default(info)
+        }
+    }));
+}
+
 pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     // The decoders are third-party code fed hostile bytes: one that panics on a malformed file
-    // (symphonia asserts on a zero sample rate, for one) gives an error here, not a crash.
-    std::panic::catch_unwind(|| read_audio_unguarded(path)).unwrap_or_else(|p| {
+    // gives an error here, not a crash.
+    DECODING.with(|d| d.set(true));
+    let result = std::panic::catch_unwind(|| read_audio_unguarded(path));
+    DECODING.with(|d| d.set(false));
+    result.unwrap_or_else(|p| {
         let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
         Err(AudioError::Unsupported(path.into(), format!("the decoder failed on this file ({msg})")))
     })

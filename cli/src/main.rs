@@ -189,6 +189,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    audio_io::quiet_decoder_panics();
     let cli = Cli::parse();
     let device = candle_device();
     match cli.command {
