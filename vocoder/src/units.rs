@@ -292,33 +292,7 @@ impl Conditioning {
     pub fn load(path: &Path, speaker_dim: usize, emotion_dim: usize) -> Result<Self, VocoderError> {
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
             let bytes = crate::files::read_limited(path, 16 << 20, "conditioning vector")?;
-            // npyz allocates the header at the length the file claims: check it fits first.
-            let header_end = match (bytes.get(..6), bytes.get(6)) {
-                (Some(b"\x93NUMPY"), Some(1)) => bytes.get(8..10).map(|l| 10 + u16::from_le_bytes([l[0], l[1]]) as usize),
-                (Some(b"\x93NUMPY"), Some(2 | 3)) => {
-                    bytes.get(8..12).map(|l| 12 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
-                }
-                _ => None,
-            };
-            if header_end.is_none_or(|e| e > bytes.len()) {
-                return Err(VocoderError::format(path, "not a .npy array (bad magic, version or header length)"));
-            }
-            let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| VocoderError::format(path, format!("not a .npy array: {e}")))?;
-            // Checked before decoding: the header's shape must be the size the model takes.
-            let n = npy.shape().iter().try_fold(1u64, |a, s| a.checked_mul(*s));
-            if n != Some((speaker_dim + emotion_dim) as u64) {
-                let n = n.map_or("too many".to_string(), |n| n.to_string());
-                return Err(VocoderError::format(
-                    path,
-                    format!("{n} values; the model takes speaker {speaker_dim} + emotion {emotion_dim} = {}", speaker_dim + emotion_dim),
-                ));
-            }
-            let values: Vec<f32> = match npy.dtype() {
-                npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 8 => {
-                    npy.into_vec::<f64>().map_err(|e| VocoderError::format(path, e.to_string()))?.into_iter().map(|v| v as f32).collect()
-                }
-                _ => npy.into_vec::<f32>().map_err(|e| VocoderError::format(path, format!("{e} (need float32 or float64)")))?,
-            };
+            let values = read_npy_f32(&bytes).map_err(|e| VocoderError::format(path, e))?;
             if values.len() != speaker_dim + emotion_dim {
                 return Err(VocoderError::format(
                     path,
@@ -334,6 +308,32 @@ impl Conditioning {
         let emotion = if emotion_dim == 0 { Vec::new() } else { get("emotion")? };
         Ok(Self { speaker: get("speaker")?, emotion })
     }
+}
+
+/// A `.npy` array of float32 or float64 (any shape, flattened) as f32. Bounded: the header
+/// length, the shape's product and the data size are checked against the bytes before npyz
+/// allocates anything.
+pub fn read_npy_f32(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let header_end = match (bytes.get(..6), bytes.get(6)) {
+        (Some(b"\x93NUMPY"), Some(1)) => bytes.get(8..10).map(|l| 10 + u16::from_le_bytes([l[0], l[1]]) as usize),
+        (Some(b"\x93NUMPY"), Some(2 | 3)) => bytes.get(8..12).map(|l| 12 + u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize),
+        _ => None,
+    };
+    let header_end = header_end.filter(|e| *e <= bytes.len()).ok_or("not a .npy array (bad magic, version or header length)")?;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| format!("not a .npy array: {e}"))?;
+    let item = match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && matches!(t.size_field(), 4 | 8) => t.size_field() as u64,
+        _ => return Err("need a float32 or float64 array".into()),
+    };
+    let n = npy.shape().iter().try_fold(1u64, |a, s| a.checked_mul(*s)).ok_or("the shape overflows")?;
+    if n.checked_mul(item).is_none_or(|b| b > (bytes.len() - header_end) as u64) {
+        return Err(format!("the header claims {n} values; the file holds fewer"));
+    }
+    Ok(if item == 8 {
+        npy.into_vec::<f64>().map_err(|e| e.to_string())?.into_iter().map(|v| v as f32).collect()
+    } else {
+        npy.into_vec::<f32>().map_err(|e| e.to_string())?
+    })
 }
 
 /// What synthesis produced.

@@ -1,0 +1,12 @@
+//! The StreamSpeech speech-to-speech translator in candle (issue #19, in progress).
+//!
+//! - [`fbank`]: the speech front end (Kaldi filter banks as torchaudio computes them for fairseq,
+//!   and global CMVN), checked against torchaudio.
+//!
+//! Still to come (the issue's order): the chunk-causal conformer encoder, the CTC heads, the MT
+//! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
+
+pub mod error;
+pub mod fbank;
+
+pub use error::TranslatorError;
