@@ -181,13 +181,18 @@ pub const TARGETS: &[Target] = &[
             ("vocoder/tests/fixtures/grc_tiny/model_zip.pth", 0),
             ("vocoder/tests/fixtures/v1_tiny/model_zip.pth", 0),
             ("vocoder/tests/fixtures/units/code_tiny/g_tiny.pth", 0),
+            ("vocoder/tests/fixtures/fairseq/zip.pt", 0),
         ],
         generate: None,
         run: run_checkpoint,
     },
     Target {
         name: "torch-legacy",
-        seeds: &[("vocoder/tests/fixtures/grc_tiny/model_legacy.pth", 0), ("vocoder/tests/fixtures/v1_tiny/model_legacy.pth", 0)],
+        seeds: &[
+            ("vocoder/tests/fixtures/grc_tiny/model_legacy.pth", 0),
+            ("vocoder/tests/fixtures/v1_tiny/model_legacy.pth", 0),
+            ("vocoder/tests/fixtures/fairseq/legacy.pt", 0),
+        ],
         generate: None,
         run: run_checkpoint,
     },
@@ -236,7 +241,7 @@ pub fn load_seeds(t: &Target) -> Vec<Vec<u8>> {
         })
         .collect();
     if t.name == "pickle" {
-        for p in ["vocoder/tests/fixtures/grc_tiny/model_zip.pth", "vocoder/tests/fixtures/units/code_tiny/g_tiny.pth"] {
+        for p in ["vocoder/tests/fixtures/grc_tiny/model_zip.pth", "vocoder/tests/fixtures/units/code_tiny/g_tiny.pth", "vocoder/tests/fixtures/fairseq/zip.pt"] {
             let bytes = std::fs::read(workspace().join(p)).expect("zip seed");
             let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip seed");
             let name = z.file_names().filter_map(Result::ok).find(|n| n.ends_with("data.pkl")).expect("data.pkl").to_string();

@@ -88,6 +88,60 @@ impl CheckpointFormat {
     }
 }
 
+/// A plain value stored beside the tensors (`steps`, a config field such as
+/// `cfg.model.encoder_layers` from an argparse Namespace).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum Scalar {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            Scalar::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Scalar::Float(f) => Some(*f),
+            Scalar::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Scalar::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// What to read. By default every tensor; `tensors_under` reads only the tensors whose key
+/// starts with it (e.g. `model.` of a fairseq training checkpoint: the optimizer state is listed
+/// but never read).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub tensors_under: Option<String>,
+}
+
+impl LoadOptions {
+    fn wants(&self, key: &str) -> bool {
+        self.tensors_under.as_deref().is_none_or(|p| key.starts_with(p))
+    }
+}
+
 /// How weight norm was stored, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightNorm {
@@ -118,6 +172,9 @@ pub struct Checkpoint {
     /// Code the file asks Python to run when it is unpickled (`os.system`, `builtins.eval`, ...):
     /// never run here, and reported.
     pub code_calls: Vec<String>,
+    /// Plain values by their full dotted key (also listed in `ignored`), including the fields of
+    /// argparse Namespaces (`args.encoder_layers`, `cfg.model.encoder_layers`).
+    pub scalars: BTreeMap<String, Scalar>,
 }
 
 /// Nested dicts that may hold the generator's state dict, in order of preference.
@@ -134,21 +191,26 @@ const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
 /// PyTorch files are read piecewise (the pickle, then only the storage bytes the tensors use), so
 /// a large file that is not a model costs neither time nor memory.
 pub fn load(path: &Path) -> Result<Checkpoint, VocoderError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`], reading only the tensors `opts` selects.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<Checkpoint, VocoderError> {
     let head = files::read_head(path, 16, MAX_CHECKPOINT_BYTES, "checkpoint")?;
     let len = files::regular_file_len(path)?;
     let (entries, embedded_config, code_calls, format) = match sniff(path, &head, len)? {
         CheckpointFormat::Safetensors => {
             let bytes = files::read_limited(path, MAX_CHECKPOINT_BYTES, "checkpoint")?;
-            let (e, cfg) = read_safetensors(path, &bytes)?;
+            let (e, cfg) = read_safetensors(path, &bytes, opts)?;
             (e, cfg, Vec::new(), CheckpointFormat::Safetensors)
         }
         format => {
             let file = std::fs::File::open(path).map_err(|e| VocoderError::Io { path: path.into(), source: e })?;
             let reader = std::io::BufReader::new(file);
             let (e, calls) = if format == CheckpointFormat::TorchZip {
-                read_torch_zip(path, reader, len)?
+                read_torch_zip(path, reader, len, opts)?
             } else {
-                read_torch_legacy(path, reader, len)?
+                read_torch_legacy(path, reader, len, opts)?
             };
             (e, None, calls, format)
         }
@@ -190,15 +252,15 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, VocoderError>
     let format = sniff(path, &bytes[..bytes.len().min(16)], len)?;
     let (entries, embedded_config, code_calls) = match format {
         CheckpointFormat::TorchZip => {
-            let (e, calls) = read_torch_zip(path, Cursor::new(bytes), len)?;
+            let (e, calls) = read_torch_zip(path, Cursor::new(bytes), len, &LoadOptions::default())?;
             (e, None, calls)
         }
         CheckpointFormat::TorchLegacy => {
-            let (e, calls) = read_torch_legacy(path, Cursor::new(bytes), len)?;
+            let (e, calls) = read_torch_legacy(path, Cursor::new(bytes), len, &LoadOptions::default())?;
             (e, None, calls)
         }
         CheckpointFormat::Safetensors => {
-            let (e, cfg) = read_safetensors(path, bytes)?;
+            let (e, cfg) = read_safetensors(path, bytes, &LoadOptions::default())?;
             (e, cfg, Vec::new())
         }
     };
@@ -210,6 +272,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint, VocoderError>
 /// A raw entry before normalisation: a tensor, or something else (name only).
 enum RawEntry {
     Tensor(TensorData),
+    Scalar(Scalar),
     Other,
 }
 
@@ -218,7 +281,7 @@ type Entries = Vec<(String, RawEntry)>;
 // ---------------------------------------------------------------------------------------------
 // safetensors
 
-fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<(Entries, Option<String>), VocoderError> {
+fn read_safetensors(path: &Path, bytes: &[u8], opts: &LoadOptions) -> Result<(Entries, Option<String>), VocoderError> {
     use safetensors::{Dtype, SafeTensors};
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         VocoderError::format(path, format!("not a valid safetensors file (truncated or corrupt?): {e}"))
@@ -230,6 +293,10 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<(Entries, Option<String
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
     for name in names {
+        if !opts.wants(&name) {
+            out.push((name, RawEntry::Other));
+            continue;
+        }
         let view = st.tensor(&name).map_err(|e| VocoderError::format(path, format!("{name}: {e}")))?;
         let dtype = match view.dtype() {
             Dtype::F16 => StoredDType::F16,
@@ -288,6 +355,7 @@ struct TensorRef {
 
 enum Parsed {
     Tensor(TensorRef),
+    Scalar(Scalar),
     Other,
 }
 
@@ -386,7 +454,8 @@ fn walk(
     out: &mut Vec<(String, Parsed)>,
 ) -> Result<(), VocoderError> {
     budget.visit(depth).map_err(|e| VocoderError::format(path, e.to_string()))?;
-    if let Some(items) = p.entries(id) {
+    // A dict, or an argparse Namespace's attributes (fairseq's `args`, `cfg.model`, `cfg.task`).
+    if let Some(items) = p.entries(id).or_else(|| namespace_fields(p, id)) {
         for (k, v) in items {
             let name = match p.get(*k) {
                 Value::Str(s) => s.clone(),
@@ -405,11 +474,42 @@ fn walk(
         }
         return Ok(());
     }
-    match parse_tensor(path, prefix, p, id)? {
-        Some(t) => out.push((prefix.to_string(), Parsed::Tensor(t))),
-        None => out.push((prefix.to_string(), Parsed::Other)),
-    }
+    let parsed = match parse_tensor(path, prefix, p, id)? {
+        Some(t) => Parsed::Tensor(t),
+        None => match p.get(id) {
+            Value::None => Parsed::Scalar(Scalar::None),
+            Value::Bool(b) => Parsed::Scalar(Scalar::Bool(*b)),
+            Value::Int(i) => Parsed::Scalar(Scalar::Int(*i)),
+            Value::Float(f) => Parsed::Scalar(Scalar::Float(*f)),
+            Value::Str(s) if s.len() <= 4096 => Parsed::Scalar(Scalar::Str(s.clone())),
+            _ => Parsed::Other,
+        },
+    };
+    out.push((prefix.to_string(), parsed));
     Ok(())
+}
+
+/// The attributes of an argparse Namespace (its BUILD state dict).
+fn namespace_fields(p: &Pickle, id: pickle::Id) -> Option<&[(pickle::Id, pickle::Id)]> {
+    let Value::Call(c) = p.get(id) else { return None };
+    if p.global(c.callable) != Some(("argparse", "Namespace")) {
+        return None;
+    }
+    match p.get(c.state?) {
+        Value::Dict(e) => Some(e),
+        _ => None,
+    }
+}
+
+/// Tensors the options do not want become plain entries: listed, never read.
+fn select(parsed: Vec<(String, Parsed)>, opts: &LoadOptions) -> Vec<(String, Parsed)> {
+    parsed
+        .into_iter()
+        .map(|(k, p)| match p {
+            Parsed::Tensor(_) if !opts.wants(&k) => (k, Parsed::Other),
+            p => (k, p),
+        })
+        .collect()
 }
 
 const MAX_KEY_LEN: usize = 4096;
@@ -469,6 +569,7 @@ fn materialise(
     for (name, p) in parsed {
         match p {
             Parsed::Other => out.push((name, RawEntry::Other)),
+            Parsed::Scalar(s) => out.push((name, RawEntry::Scalar(s))),
             Parsed::Tensor(t) => {
                 if !cache.contains_key(&t.storage) {
                     let data = storage(&t.storage, need[&t.storage])?;
@@ -541,7 +642,7 @@ pub fn pickle_entries(bytes: &[u8]) -> Result<Vec<(String, bool)>, VocoderError>
 /// checkpoints with optimizer state a few MB).
 const MAX_ZIP_PICKLE: u64 = 32 << 20;
 
-fn read_torch_zip<R: Read + Seek>(path: &Path, reader: R, file_len: u64) -> Result<(Entries, Vec<String>), VocoderError> {
+fn read_torch_zip<R: Read + Seek>(path: &Path, reader: R, file_len: u64, opts: &LoadOptions) -> Result<(Entries, Vec<String>), VocoderError> {
     let corrupt = |e: &dyn std::fmt::Display| VocoderError::format(path, format!("corrupt PyTorch zip archive: {e}"));
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| corrupt(&e))?;
     let pkl = zip
@@ -560,6 +661,7 @@ fn read_torch_zip<R: Read + Seek>(path: &Path, reader: R, file_len: u64) -> Resu
     drop(pkl_bytes);
     let mut parsed = Vec::new();
     walk(path, "", &obj, obj.root, 0, &mut Budget::for_pickle(&obj), &mut parsed)?;
+    let parsed = select(parsed, opts);
     let entries = materialise(path, parsed, file_len as usize, |key, need| {
         if key.contains('/') || key.len() > 256 {
             return Err(VocoderError::format(path, format!("malformed storage key `{}`", short(key))));
@@ -610,7 +712,7 @@ const MAX_LEGACY_PICKLES: u64 = 64 << 20;
 
 /// The pre-1.6 format: pickled magic number, protocol version, sys info, the object, the list
 /// of storage keys; then each storage as a u64 element count followed by its raw data.
-fn read_torch_legacy<R: Read + Seek>(path: &Path, mut reader: R, file_len: u64) -> Result<(Entries, Vec<String>), VocoderError> {
+fn read_torch_legacy<R: Read + Seek>(path: &Path, mut reader: R, file_len: u64, opts: &LoadOptions) -> Result<(Entries, Vec<String>), VocoderError> {
     // The first pickle is the 80-bit magic number 0x1950a86a20f9469cfc6c as a LONG1: PROTO 2,
     // LONG1 10 bytes little-endian, STOP.
     const MAGIC_PICKLE: [u8; 15] =
@@ -650,7 +752,11 @@ fn read_torch_legacy<R: Read + Seek>(path: &Path, mut reader: R, file_len: u64) 
             dtypes.insert(t.storage.clone(), t.dtype);
         }
     }
-    // Storages follow in key order; each is read whole (it lies within the file: checked).
+    let parsed = select(parsed, opts);
+    let needed: std::collections::BTreeSet<&str> =
+        parsed.iter().filter_map(|(_, p)| if let Parsed::Tensor(t) = p { Some(t.storage.as_str()) } else { None }).collect();
+    // Storages follow in key order; each is read whole (it lies within the file: checked), or
+    // skipped when no selected tensor uses it.
     reader.seek(SeekFrom::Start(pos as u64)).map_err(io)?;
     let mut pos = pos as u64;
     let mut storages: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -663,9 +769,13 @@ fn read_torch_legacy<R: Read + Seek>(path: &Path, mut reader: R, file_len: u64) 
         reader.read_exact(&mut count).map_err(|_| truncated())?;
         pos += 8;
         let len = u64::from_le_bytes(count).checked_mul(es as u64).filter(|l| pos.saturating_add(*l) <= file_len).ok_or_else(truncated)?;
+        pos += len;
+        if !needed.contains(key.as_str()) {
+            reader.seek(SeekFrom::Start(pos)).map_err(io)?;
+            continue;
+        }
         let mut data = vec![0u8; len as usize];
         reader.read_exact(&mut data).map_err(|_| truncated())?;
-        pos += len;
         storages.insert(key.clone(), data);
     }
     let entries = materialise(path, parsed, file_len as usize, |key, _| {
@@ -694,7 +804,11 @@ fn normalise(
         }
     }
     let mut tensors_raw: Vec<(String, TensorData)> = Vec::new();
+    let mut scalars = BTreeMap::new();
     for (k, e) in entries {
+        if let RawEntry::Scalar(s) = &e {
+            scalars.insert(k.clone(), s.clone());
+        }
         let key = match &nesting {
             Some(n) => match k.strip_prefix(&format!("{n}.")) {
                 Some(rest) => rest.to_string(),
@@ -707,7 +821,7 @@ fn normalise(
         };
         match e {
             RawEntry::Tensor(t) => tensors_raw.push((key, t)),
-            RawEntry::Other => ignored.push(match &nesting {
+            RawEntry::Scalar(_) | RawEntry::Other => ignored.push(match &nesting {
                 Some(n) => format!("{n}.{key}"),
                 None => key,
             }),
@@ -773,6 +887,7 @@ fn normalise(
         embedded_config,
         ignored,
         code_calls: Vec::new(),
+        scalars,
     })
 }
 
