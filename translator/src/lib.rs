@@ -2,11 +2,14 @@
 //!
 //! - [`fbank`]: the speech front end (Kaldi filter banks as torchaudio computes them for fairseq,
 //!   and global CMVN), checked against torchaudio.
+//! - [`subsampler`]: the encoder's chunk-causal Conv1d subsampler, checked against upstream's
+//!   module.
 //!
 //! Still to come (the order): the chunk-causal conformer encoder, the CTC heads, the MT
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
 
 pub mod error;
 pub mod fbank;
+pub mod subsampler;
 
 pub use error::TranslatorError;
