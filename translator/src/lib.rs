@@ -4,10 +4,14 @@
 //!   and global CMVN), checked against torchaudio.
 //! - [`subsampler`]: the encoder's chunk-causal Conv1d subsampler, checked against upstream's
 //!   module.
+//! - [`conformer`], [`encoder`]: the chunk conformer encoder (relative-position attention with
+//!   the chunk mask, chunk-causal depthwise convolution), checked against upstream's encoder.
 //!
 //! Still to come (the order): the chunk-causal conformer encoder, the CTC heads, the MT
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
 
+pub mod conformer;
+pub mod encoder;
 pub mod error;
 pub mod fbank;
 pub mod subsampler;

@@ -23,15 +23,16 @@ pub struct SubsamplerConfig {
     pub chunk_size: Option<usize>,
 }
 
-struct ChunkCausalConv1d {
-    conv: Conv1d,
-    kernel: usize,
-    stride: usize,
-    chunk: Option<usize>,
+/// upstream's `ChunkCausalConv1d` (also the conformer's depthwise conv): `conv` has no padding.
+pub(crate) struct ChunkCausalConv1d {
+    pub(crate) conv: Conv1d,
+    pub(crate) kernel: usize,
+    pub(crate) stride: usize,
+    pub(crate) chunk: Option<usize>,
 }
 
 impl ChunkCausalConv1d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let p = self.kernel / 2;
         let (b, c, t) = x.dims3()?;
         let out_len = (t + 2 * p - self.kernel) / self.stride + 1;
@@ -93,7 +94,7 @@ impl Conv1dSubsampler {
 }
 
 /// Gated linear unit over channels (dim 1): first half × sigmoid(second half).
-fn glu(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn glu(x: &Tensor) -> Result<Tensor> {
     let h = x.dim(1)? / 2;
     x.narrow(1, 0, h)?.mul(&candle_nn::ops::sigmoid(&x.narrow(1, h, h)?)?)
 }
