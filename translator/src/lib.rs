@@ -6,6 +6,8 @@
 //!   module.
 //! - [`conformer`], [`encoder`]: the chunk conformer encoder (relative-position attention with
 //!   the chunk mask, chunk-causal depthwise convolution), checked against upstream's encoder.
+//! - [`mt_decoder`]: the first-pass MT decoder (pre-LN transformer decoder with cross-attention,
+//!   sinusoidal positions, tied output) and greedy decoding, checked against upstream's.
 //!
 //! Still to come (the order): the chunk-causal conformer encoder, the CTC heads, the MT
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
@@ -14,6 +16,7 @@ pub mod conformer;
 pub mod encoder;
 pub mod error;
 pub mod fbank;
+pub mod mt_decoder;
 pub mod subsampler;
 
 pub use error::TranslatorError;

@@ -1,0 +1,182 @@
+//! StreamSpeech's first-pass MT decoder (researches/ctc_unity/modules/transformer_decoder.py, a
+//! fairseq `TransformerDecoder` built by `multitask_text_transformer_decoder_arch`): token
+//! embeddings × √d plus fairseq's sinusoidal positions, pre-LN layers (causal self-attention,
+//! cross-attention to the speech encoder whose width may differ, ReLU FFN), final LayerNorm, and
+//! the output projection tied to the embeddings. Greedy decoding from EOS until EOS.
+
+use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MtDecoderConfig {
+    pub vocab: usize,
+    pub embed_dim: usize,
+    pub ffn_embed_dim: usize,
+    pub attention_heads: usize,
+    pub layers: usize,
+    /// The speech encoder's width (the cross-attention's key/value input).
+    pub encoder_dim: usize,
+    pub padding_idx: usize,
+    pub eos: u32,
+    pub max_positions: usize,
+}
+
+/// fairseq's `MultiheadAttention` (separate q/k/v/out projections with bias, q scaled by
+/// head_dim^−½ before the product).
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn new(d: usize, kdim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Attention {
+            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
+            k: candle_nn::linear(kdim, d, vb.pp("k_proj"))?,
+            v: candle_nn::linear(kdim, d, vb.pp("v_proj"))?,
+            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            heads,
+            head_dim: d / heads,
+        })
+    }
+
+    /// query `[1, t, d]`, keys/values from `kv` `[1, s, kdim]`; `mask` `[t, s]` added.
+    fn forward(&self, query: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = query.dims3()?;
+        let s = kv.dim(1)?;
+        let heads = |x: Tensor, n: usize| x.reshape((b, n, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = heads((self.q.forward(query)? * (self.head_dim as f64).powf(-0.5))?, t)?;
+        let k = heads(self.k.forward(kv)?, s)?;
+        let v = heads(self.v.forward(kv)?, s)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let y = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y)
+    }
+}
+
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_norm: LayerNorm,
+    encoder_attn: Attention,
+    encoder_attn_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: LayerNorm,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &MtDecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.embed_dim;
+        Ok(DecoderLayer {
+            self_attn: Attention::new(d, d, cfg.attention_heads, vb.pp("self_attn"))?,
+            self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
+            encoder_attn: Attention::new(d, cfg.encoder_dim, cfg.attention_heads, vb.pp("encoder_attn"))?,
+            encoder_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
+            fc1: candle_nn::linear(d, cfg.ffn_embed_dim, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(cfg.ffn_embed_dim, d, vb.pp("fc2"))?,
+            final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, enc: &Tensor, causal: &Tensor) -> Result<Tensor> {
+        let h = self.self_attn_norm.forward(x)?;
+        let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.forward(&h, enc, None)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
+    }
+}
+
+pub struct MtDecoder {
+    cfg: MtDecoderConfig,
+    embed: Embedding,
+    positions: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: LayerNorm,
+    output: Linear,
+}
+
+/// fairseq's `SinusoidalPositionalEmbedding` table: `[n, d]`, sin in the first half of the
+/// channels and cos in the second, row `padding_idx` zero; computed in f32 step by step as torch
+/// does.
+pub fn sinusoidal_table(n: usize, d: usize, padding_idx: usize, device: &Device) -> Result<Tensor> {
+    let half = d / 2;
+    let step = (10000f64.ln() / (half as f64 - 1.0)) as f32;
+    let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * -step).exp()).collect();
+    let mut t = vec![0f32; n * d];
+    for p in 0..n {
+        if p == padding_idx {
+            continue;
+        }
+        for (i, f) in freqs.iter().enumerate() {
+            let a = p as f32 * f;
+            t[p * d + i] = a.sin();
+            t[p * d + half + i] = a.cos();
+        }
+    }
+    Tensor::from_vec(t, (n, d), device)
+}
+
+impl MtDecoder {
+    /// Weights `embed_tokens.weight`, `layers.{i}.*`, `layer_norm.*`, `output_projection.weight`
+    /// (tied: equal to the embeddings in a real checkpoint) under `vb`.
+    pub fn new(cfg: &MtDecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.embed_dim;
+        let embed = candle_nn::embedding(cfg.vocab, d, vb.pp("embed_tokens"))?;
+        let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None);
+        let layers = (0..cfg.layers).map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}")))).collect::<Result<_>>()?;
+        // fairseq sizes the table init_size = max_positions + padding_idx + 1.
+        let positions = sinusoidal_table(cfg.max_positions + cfg.padding_idx + 1, d, cfg.padding_idx, vb.device())?;
+        Ok(MtDecoder { cfg: cfg.clone(), embed, positions, layers, norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?, output })
+    }
+
+    /// Logits `[1, len, vocab]` for `tokens` (the previous outputs, starting with EOS) against the
+    /// encoder output `enc` `[1, s, encoder_dim]`.
+    pub fn forward(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
+        let n = tokens.len();
+        let ids = Tensor::new(tokens, enc.device())?.unsqueeze(0)?;
+        // Positions of non-pad tokens start at padding_idx + 1.
+        let pos = self.positions.narrow(0, self.cfg.padding_idx + 1, n)?.unsqueeze(0)?;
+        let mut x = ((self.embed.forward(&ids)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
+        let mut causal = vec![0f32; n * n];
+        for i in 0..n {
+            causal[i * n + i + 1..(i + 1) * n].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        }
+        let causal = Tensor::from_vec(causal, (n, n), enc.device())?;
+        for layer in &self.layers {
+            x = layer.forward(&x, enc, &causal)?;
+        }
+        self.output.forward(&self.norm.forward(&x)?)
+    }
+
+    /// Greedy decoding: from EOS, the arg-max token each step, until EOS (at least `min_len`
+    /// tokens before it is accepted) or `max_len` tokens. Returns the tokens without EOS.
+    pub fn greedy(&self, enc: &Tensor, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
+        let mut tokens = vec![self.cfg.eos];
+        while tokens.len() <= max_len {
+            let logits = self.forward(&tokens, enc)?.i((0, tokens.len() - 1))?;
+            let logits = if tokens.len() - 1 < min_len {
+                // fairseq forbids EOS before min_len.
+                let mut v = logits.to_vec1::<f32>()?;
+                v[self.cfg.eos as usize] = f32::NEG_INFINITY;
+                Tensor::new(v, enc.device())?
+            } else {
+                logits
+            };
+            let next = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_scalar::<u32>()?;
+            if next == self.cfg.eos {
+                break;
+            }
+            tokens.push(next);
+        }
+        Ok(tokens[1..].to_vec())
+    }
+}
