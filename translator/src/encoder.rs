@@ -15,6 +15,18 @@ pub struct EncoderConfig {
     pub layers: usize,
     /// `no_scale_embedding` upstream: false scales the subsampler's output by √d.
     pub scale_embedding: bool,
+    /// Encoder frames per attention chunk (None: full attention). Upstream's agent sets it apart
+    /// from the convolutions' chunk: see [`agent_chunk_sizes`].
+    pub attention_chunk: Option<usize>,
+}
+
+/// The chunk sizes StreamSpeech's agent sets for a source segment of `segment_ms`
+/// (agent/speech_to_speech.streamspeech.agent.py): the attention chunk is `segment_ms / 40`
+/// encoder frames (40 ms each after subsampling); the subsampler's and the depthwise
+/// convolutions' chunk is 16 when that is at least 16, else 8. Returns (attention, convolutions).
+pub fn agent_chunk_sizes(segment_ms: usize) -> (usize, usize) {
+    let attention = segment_ms / 40;
+    (attention, if attention >= 16 { 16 } else { 8 })
 }
 
 pub struct ChunkConformerEncoder {
@@ -48,7 +60,7 @@ impl ChunkConformerEncoder {
         }
         let t = x.dim(1)?;
         let pos = rel_positions(t, d, x.device())?;
-        let mask = self.cfg.layer.chunk_size.map(|c| chunk_mask(t, c, x.device())).transpose()?;
+        let mask = self.cfg.attention_chunk.map(|c| chunk_mask(t, c, x.device())).transpose()?;
         let mut x = self.linear.forward(&x)?;
         let mut states = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
@@ -56,5 +68,18 @@ impl ChunkConformerEncoder {
             states.push(x.clone());
         }
         Ok(states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_chunk_sizes;
+
+    #[test]
+    fn chunk_sizes_follow_the_agent() {
+        assert_eq!(agent_chunk_sizes(320), (8, 8));
+        assert_eq!(agent_chunk_sizes(160), (4, 8));
+        assert_eq!(agent_chunk_sizes(640), (16, 16));
+        assert_eq!(agent_chunk_sizes(1280), (32, 16));
     }
 }

@@ -6,6 +6,7 @@
 //!   module.
 //! - [`conformer`], [`encoder`]: the chunk conformer encoder (relative-position attention with
 //!   the chunk mask, chunk-causal depthwise convolution), checked against upstream's encoder.
+//! - [`ctc`]: the ASR/ST CTC heads and StreamSpeech's greedy CTC decoding.
 //! - [`mt_decoder`]: the first-pass MT decoder (pre-LN transformer decoder with cross-attention,
 //!   sinusoidal positions, tied output) and greedy decoding, checked against upstream's.
 //!
@@ -13,6 +14,7 @@
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
 
 pub mod conformer;
+pub mod ctc;
 pub mod encoder;
 pub mod error;
 pub mod fbank;

@@ -31,6 +31,7 @@ fn encoder_states_match_upstream_with_and_without_chunks() {
             layer: ConformerConfig { embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, depthwise_conv_kernel_size: 31, chunk_size },
             layers: 2,
             scale_embedding: true,
+            attention_chunk: chunk_size,
         };
         let enc = ChunkConformerEncoder::new(&cfg, VarBuilder::from_tensors(weights.clone(), DType::F32, &Device::Cpu)).unwrap();
         let states = enc.forward(&features).unwrap();
