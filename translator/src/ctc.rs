@@ -31,8 +31,9 @@ pub struct CtcHypothesis {
 }
 
 /// Greedy decoding of logits `[t, vocab]` (log-softmax does not change the arg-max, so it is
-/// skipped). `pad` and `unk` are masked; blank is id 0.
-pub fn greedy(logits: &Tensor, pad: u32, unk: u32) -> Result<CtcHypothesis> {
+/// skipped). `pad` and `unk` are masked. `blank`: 0 for the text heads (the agent drops id 0),
+/// the unit dictionary's blank for units.
+pub fn greedy(logits: &Tensor, pad: u32, unk: u32, blank: u32) -> Result<CtcHypothesis> {
     let (_, vocab) = logits.dims2()?;
     let mut mask = vec![0f32; vocab];
     for id in [pad, unk] {
@@ -47,7 +48,7 @@ pub fn greedy(logits: &Tensor, pad: u32, unk: u32) -> Result<CtcHypothesis> {
         if i > 0 && best[i - 1] == v {
             continue;
         }
-        if v != 0 && v != pad {
+        if v != blank && v != pad {
             hyp.tokens.push(v);
             hyp.frames.push(i);
         }
@@ -72,10 +73,13 @@ mod tests {
     #[test]
     fn repeats_merge_blanks_split_pad_and_unk_are_never_chosen() {
         // Frames: a a blank a b b pad(→ masked: unk masked too, so the next best, 0 = blank...).
-        let h = greedy(&logits(&[5, 5, 0, 5, 6, 6, 1, 7], 10), 1, 3).unwrap();
+        let h = greedy(&logits(&[5, 5, 0, 5, 6, 6, 1, 7], 10), 1, 3, 0).unwrap();
         // Frame 6 picks pad (1) first; masked, and unk (3) masked, the rest are 0 → blank (id 0
         // wins the tie as the first maximum).
         assert_eq!(h.tokens, vec![5, 5, 6, 7]);
         assert_eq!(h.frames, vec![0, 3, 4, 7]);
+        // With another blank, id 0 is a token like any other.
+        let h = greedy(&logits(&[5, 0, 0, 9, 5], 10), 1, 3, 9).unwrap();
+        assert_eq!(h.tokens, vec![5, 0, 5]);
     }
 }

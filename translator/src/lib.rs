@@ -9,6 +9,8 @@
 //! - [`ctc`]: the ASR/ST CTC heads and StreamSpeech's greedy CTC decoding.
 //! - [`mt_decoder`]: the first-pass MT decoder (pre-LN transformer decoder with cross-attention,
 //!   sinusoidal positions, tied output) and greedy decoding, checked against upstream's.
+//! - [`t2u`]: the T2U encoder and the non-autoregressive CTC unit decoder, checked against
+//!   upstream's.
 //!
 //! Still to come (the order): the chunk-causal conformer encoder, the CTC heads, the MT
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
@@ -20,5 +22,6 @@ pub mod error;
 pub mod fbank;
 pub mod mt_decoder;
 pub mod subsampler;
+pub mod t2u;
 
 pub use error::TranslatorError;

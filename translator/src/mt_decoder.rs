@@ -23,7 +23,7 @@ pub struct MtDecoderConfig {
 
 /// fairseq's `MultiheadAttention` (separate q/k/v/out projections with bias, q scaled by
 /// head_dim^−½ before the product).
-struct Attention {
+pub(crate) struct Attention {
     q: Linear,
     k: Linear,
     v: Linear,
@@ -33,7 +33,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(d: usize, kdim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(d: usize, kdim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
             q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
             k: candle_nn::linear(kdim, d, vb.pp("k_proj"))?,
@@ -45,7 +45,7 @@ impl Attention {
     }
 
     /// query `[1, t, d]`, keys/values from `kv` `[1, s, kdim]`; `mask` `[t, s]` added.
-    fn forward(&self, query: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    pub(crate) fn forward(&self, query: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = query.dims3()?;
         let s = kv.dim(1)?;
         let heads = |x: Tensor, n: usize| x.reshape((b, n, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
@@ -61,7 +61,8 @@ impl Attention {
     }
 }
 
-struct DecoderLayer {
+/// fairseq's pre-LN `TransformerDecoderLayer` (also the unit decoder's).
+pub(crate) struct DecoderLayer {
     self_attn: Attention,
     self_attn_norm: LayerNorm,
     encoder_attn: Attention,
@@ -72,20 +73,19 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &MtDecoderConfig, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.embed_dim;
+    pub(crate) fn new(d: usize, ffn: usize, heads: usize, encoder_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: Attention::new(d, d, cfg.attention_heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, d, heads, vb.pp("self_attn"))?,
             self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            encoder_attn: Attention::new(d, cfg.encoder_dim, cfg.attention_heads, vb.pp("encoder_attn"))?,
+            encoder_attn: Attention::new(d, encoder_dim, heads, vb.pp("encoder_attn"))?,
             encoder_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-            fc1: candle_nn::linear(d, cfg.ffn_embed_dim, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(cfg.ffn_embed_dim, d, vb.pp("fc2"))?,
+            fc1: candle_nn::linear(d, ffn, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(ffn, d, vb.pp("fc2"))?,
             final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
 
-    fn forward(&self, x: &Tensor, enc: &Tensor, causal: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, enc: &Tensor, causal: &Tensor) -> Result<Tensor> {
         let h = self.self_attn_norm.forward(x)?;
         let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
         let h = self.encoder_attn_norm.forward(&x)?;
@@ -132,7 +132,9 @@ impl MtDecoder {
         let d = cfg.embed_dim;
         let embed = candle_nn::embedding(cfg.vocab, d, vb.pp("embed_tokens"))?;
         let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None);
-        let layers = (0..cfg.layers).map(|i| DecoderLayer::new(cfg, vb.pp(format!("layers.{i}")))).collect::<Result<_>>()?;
+        let layers = (0..cfg.layers)
+            .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, cfg.encoder_dim, vb.pp(format!("layers.{i}"))))
+            .collect::<Result<_>>()?;
         // fairseq sizes the table init_size = max_positions + padding_idx + 1.
         let positions = sinusoidal_table(cfg.max_positions + cfg.padding_idx + 1, d, cfg.padding_idx, vb.device())?;
         Ok(MtDecoder { cfg: cfg.clone(), embed, positions, layers, norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?, output })
@@ -141,20 +143,22 @@ impl MtDecoder {
     /// Logits `[1, len, vocab]` for `tokens` (the previous outputs, starting with EOS) against the
     /// encoder output `enc` `[1, s, encoder_dim]`.
     pub fn forward(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
+        self.output.forward(&self.states(tokens, enc)?)
+    }
+
+    /// The final states after the decoder's LayerNorm, `[1, len, d]`: what the T2U encoder
+    /// reads (upstream: `inner_states[-1]` through `layer_norm`).
+    pub fn states(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
         let n = tokens.len();
         let ids = Tensor::new(tokens, enc.device())?.unsqueeze(0)?;
         // Positions of non-pad tokens start at padding_idx + 1.
         let pos = self.positions.narrow(0, self.cfg.padding_idx + 1, n)?.unsqueeze(0)?;
         let mut x = ((self.embed.forward(&ids)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
-        let mut causal = vec![0f32; n * n];
-        for i in 0..n {
-            causal[i * n + i + 1..(i + 1) * n].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
-        }
-        let causal = Tensor::from_vec(causal, (n, n), enc.device())?;
+        let causal = causal_mask(n, enc.device())?;
         for layer in &self.layers {
             x = layer.forward(&x, enc, &causal)?;
         }
-        self.output.forward(&self.norm.forward(&x)?)
+        self.norm.forward(&x)
     }
 
     /// Greedy decoding: from EOS, the arg-max token each step, until EOS (at least `min_len`
@@ -179,4 +183,13 @@ impl MtDecoder {
         }
         Ok(tokens[1..].to_vec())
     }
+}
+
+/// `[n, n]`: 0 on and below the diagonal, −∞ above (keys after the query are not seen).
+pub(crate) fn causal_mask(n: usize, device: &Device) -> Result<Tensor> {
+    let mut m = vec![0f32; n * n];
+    for i in 0..n {
+        m[i * n + i + 1..(i + 1) * n].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+    }
+    Tensor::from_vec(m, (n, n), device)
 }
