@@ -9,6 +9,8 @@
 //! - [`ctc`]: the ASR/ST CTC heads and StreamSpeech's greedy CTC decoding.
 //! - [`mt_decoder`]: the first-pass MT decoder (pre-LN transformer decoder with cross-attention,
 //!   sinusoidal positions, tied output) and greedy decoding, checked against upstream's.
+//! - [`model`]: the whole model's hyper-parameters from a real checkpoint and the exact
+//!   state-dict entries they imply (checked against upstream's model, small and full size).
 //! - [`t2u`]: the T2U encoder and the non-autoregressive CTC unit decoder, checked against
 //!   upstream's.
 //!
@@ -20,6 +22,7 @@ pub mod ctc;
 pub mod encoder;
 pub mod error;
 pub mod fbank;
+pub mod model;
 pub mod mt_decoder;
 pub mod subsampler;
 pub mod t2u;

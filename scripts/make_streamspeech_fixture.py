@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""A StreamSpeech checkpoint in the real format, built by StreamSpeech's own code.
+
+Builds `StreamSpeechModel` through fairseq's task machinery exactly as fairseq-train does with the
+es-en simultaneous training script's arguments (researches/ctc_unity/train_scripts/
+train.simul-s2st.sh: task speech_to_speech_ctc, arch streamspeech, the multitask config with the
+real 6000-piece dictionaries, 1000 units), and:
+- `--small` (default): widths cut down (d 32, FFN 64, 4 heads, 2+2+2+2 layers, conv channels 64)
+  so the file stays small; seeded weights in fp16 (the released models were trained with
+  --fp16); saved as fairseq's trainer does (`{"args": None, "cfg": <container with argparse
+  Namespaces>, "model": ..., "optimizer_history": ..., "last_optimizer_state": ...}`) with
+  torch.save → translator/tests/fixtures/streamspeech/small.pt;
+- the full-size es-en model's key/shape manifest (70.6 M parameters, no weights) →
+  translator/tests/fixtures/streamspeech/manifest_es-en.json.
+
+Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1):
+    python3 scripts/make_streamspeech_fixture.py --streamspeech PATH/TO/StreamSpeech
+"""
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "translator/tests/fixtures/streamspeech"
+
+
+def build(repo: Path, small: bool):
+    from fairseq import options, tasks, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    data = Path(tempfile.mkdtemp())
+    (data / "config_gcmvn.yaml").write_text(
+        f"global_cmvn:\n  stats_npz_path: {repo}/configs/es-en/gcmvn.npz\ninput_channels: 1\ninput_feat_per_channel: 80\n"
+        "transforms:\n  '*':\n  - global_cmvn\n")
+    mtl = (repo / "configs/es-en/config_mtl_asr_st_ctcst.yaml").read_text().replace("/data/zhangshaolei/StreamSpeech", str(repo))
+    if small:
+        mtl = mtl.replace("decoder_layers: 4", "decoder_layers: 2").replace("decoder_embed_dim: 512", "decoder_embed_dim: 32")
+        mtl = mtl.replace("decoder_ffn_embed_dim: 2048", "decoder_ffn_embed_dim: 64").replace("decoder_attention_heads: 8", "decoder_attention_heads: 4")
+    (data / "config_mtl_asr_st_ctcst.yaml").write_text(mtl)
+    dims = (["--encoder-layers", "2", "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "4",
+             "--translation-decoder-layers", "2", "--synthesizer-encoder-layers", "2",
+             "--decoder-layers", "2", "--decoder-embed-dim", "32", "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "4",
+             "--conv-channels", "64"] if small else
+            ["--encoder-layers", "12", "--encoder-embed-dim", "256", "--encoder-ffn-embed-dim", "2048", "--encoder-attention-heads", "4",
+             "--translation-decoder-layers", "4", "--synthesizer-encoder-layers", "2",
+             "--decoder-layers", "2", "--decoder-embed-dim", "512", "--decoder-ffn-embed-dim", "2048", "--decoder-attention-heads", "8"])
+    argv = [str(data), "--user-dir", str(repo / "researches/ctc_unity"),
+            "--config-yaml", "config_gcmvn.yaml", "--multitask-config-yaml", "config_mtl_asr_st_ctcst.yaml",
+            "--task", "speech_to_speech_ctc", "--target-is-code", "--target-code-size", "1000", "--vocoder", "code_hifigan",
+            "--criterion", "speech_to_unit_2pass_ctc_asr_st", "--label-smoothing", "0.1",
+            "--arch", "streamspeech", "--share-decoder-input-output-embed", *dims,
+            "--k1", "0", "--k2", "0", "--n1", "1", "--n2", "-1", "--chunk-size", "8", "--multichunk", "--uni-encoder",
+            "--dropout", "0.1", "--attention-dropout", "0.1", "--relu-dropout", "0.1",
+            "--ctc-upsample-rate", "25", "--max-target-positions", "1200", "--attn-type", "espnet", "--pos-enc-type", "rel_pos",
+            "--optimizer", "adam", "--lr", "0.001", "--seed", "1", "--fp16"]
+    args = options.parse_args_and_arch(options.get_training_parser(), argv)
+    cfg = convert_namespace_to_omegaconf(args)
+    utils.import_user_module(cfg.common)
+    task = tasks.setup_task(cfg.task)
+    return cfg, task.build_model(cfg.model)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streamspeech", required=True, type=Path)
+    a = ap.parse_args()
+    torch.backends.mkldnn.enabled = False
+    sys.path.insert(0, str(a.streamspeech / "researches"))
+    from omegaconf import OmegaConf
+    OUT.mkdir(parents=True, exist_ok=True)
+
+    cfg, full = build(a.streamspeech, small=False)
+    manifest = {k: list(v.shape) for k, v in full.state_dict().items()}
+    (OUT / "manifest_es-en.json").write_text(json.dumps(manifest, indent=0, sort_keys=True))
+    print(f"full size: {sum(p.numel() for p in full.parameters())} parameters, {len(manifest)} keys")
+    del full
+
+    torch.manual_seed(25)
+    cfg, model = build(a.streamspeech, small=True)
+    model = model.half()
+    params = list(model.parameters())
+    state = {
+        "args": None,
+        "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "model": model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [{"criterion_name": "SpeechToUnit2passCTCASRSTMultitaskTaskCriterion", "optimizer_name": "FP16Optimizer",
+                               "lr_scheduler_state": {"best": None}, "num_updates": 1000}],
+        "task_state": {},
+        "extra_state": {"epoch": 1, "previous_best": None},
+        # Adam moments of the first parameters, as an optimizer state holds (f32).
+        "last_optimizer_state": {"state": {i: {"exp_avg": torch.zeros_like(p, dtype=torch.float32), "exp_avg_sq": torch.zeros_like(p, dtype=torch.float32)}
+                                           for i, p in enumerate(params[:4])},
+                                 "param_groups": [{"lr": 0.001, "params": list(range(4))}]},
+    }
+    torch.save(state, OUT / "small.pt")
+    (OUT / "small.pt").chmod(0o644)
+    print(f"small: {sum(p.numel() for p in params)} parameters; cfg.model is {type(state['cfg']['model']).__name__}")
+
+
+if __name__ == "__main__":
+    main()
