@@ -11,13 +11,24 @@ real 6000-piece dictionaries, 1000 units), and:
   Namespaces>, "model": ..., "optimizer_history": ..., "last_optimizer_state": ...}`) with
   torch.save → translator/tests/fixtures/streamspeech/small.pt;
 - the full-size es-en model's key/shape manifest (70.6 M parameters, no weights) →
-  translator/tests/fixtures/streamspeech/manifest_es-en.json.
+  translator/tests/fixtures/streamspeech/manifest_es-en.json;
+- every stage of the small model on real speech (the CMVN features of
+  translator/tests/fixtures/fbank_ref.safetensors) → streamspeech/pipeline_ref.safetensors:
+  encoder output, ASR and ST CTC logits and greedy pieces, the MT decoder's greedy tokens and
+  final states, the T2U states, the unit logits and units. The stages are called as the agent
+  calls them, on a whole utterance with the model's chunk size.
+
+Random weights give degenerate arg-maxes (a decoder with tied embeddings copies its input token
+forever). Deterministically, before saving: both decoders' embeddings are scaled ×4, their final
+LayerNorm weights negated (an "anti-copy" decoder), and the CTC heads' weights scaled ×8, so
+every stage emits a varied sequence.
 
 Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1):
     python3 scripts/make_streamspeech_fixture.py --streamspeech PATH/TO/StreamSpeech
 """
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +75,56 @@ def build(repo: Path, small: bool):
     return cfg, task.build_model(cfg.model)
 
 
+def ctc_greedy(logits, pad, unk, blank):
+    lp = torch.log_softmax(logits.float(), dim=-1)
+    lp[:, pad] = -math.inf
+    lp[:, unk] = -math.inf
+    best = lp.max(dim=-1)[1].tolist()
+    dedup = [v for i, v in enumerate(best) if i == 0 or v != best[i - 1]]
+    return [v for v in dedup if v != blank and v != pad]
+
+
+def pipeline(model):
+    from safetensors.torch import load_file, save_file
+
+    x = load_file(str(ROOT / "translator/tests/fixtures/fbank_ref.safetensors"))["cmvn"].unsqueeze(0)
+    out = {}
+    with torch.no_grad():
+        enc = model.encoder(x, torch.tensor([x.shape[1]]))
+        eo = enc["encoder_out"][0]  # T x 1 x C
+        out["encoder_out"] = eo[:, 0].contiguous()
+        for name, head in [("asr", model.source_unigram_decoder), ("st", model.ctc_target_unigram_decoder)]:
+            logits = head(eo)["encoder_out"][:, 0]
+            out[f"{name}_logits"] = logits[:12].contiguous()  # the first frames (the file stays small)
+            # agent/ctc_decoder.py: pad 1 and unk 3 masked, blank 0 and pad dropped
+            out[f"{name}_tokens"] = torch.tensor(ctc_greedy(logits, 1, 3, 0), dtype=torch.int64)
+        mt = model.target_unigram_decoder
+        seq = [2]
+        for step in range(40):
+            lp, extra = mt(torch.tensor([seq]), encoder_out=enc)
+            lp = lp[0, -1].clone()
+            if step == 0:
+                lp[2] = -math.inf
+            nxt = int(lp.argmax())
+            if nxt == 2:
+                break
+            seq.append(nxt)
+        out["mt_tokens"] = torch.tensor(seq[1:], dtype=torch.int64)
+        _, extra = mt(torch.tensor([seq]), encoder_out=enc)
+        states = mt.layer_norm(extra["inner_states"][-1])  # as StreamSpeechModel.forward
+        out["mt_states"] = states[:, 0].contiguous()
+        t2u = model.synthesizer_encoder(states, None)
+        out["t2u_states"] = t2u["encoder_out"][0][:, 0].contiguous()
+        logits, _ = model.decoder(None, encoder_out=t2u)
+        out["unit_logits"] = logits[0, :60].contiguous()
+        d = model.decoder.dictionary
+        out["units"] = torch.tensor(ctc_greedy(logits[0], d.pad(), d.unk(), d.blank_index), dtype=torch.int64)
+    for k in ["asr_tokens", "st_tokens", "mt_tokens", "units"]:
+        print(k, out[k].tolist()[:30], len(out[k]))
+    save_file(out, str(OUT / "pipeline_ref.safetensors"))
+    (OUT / "pipeline_ref.safetensors").chmod(0o644)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--streamspeech", required=True, type=Path)
@@ -81,6 +142,12 @@ def main():
 
     torch.manual_seed(25)
     cfg, model = build(a.streamspeech, small=True)
+    with torch.no_grad():
+        for dec in [model.target_unigram_decoder, model.decoder]:
+            dec.embed_tokens.weight.mul_(4.0)
+            dec.layer_norm.weight.mul_(-1.0)
+        for head in [model.source_unigram_decoder, model.ctc_target_unigram_decoder]:
+            head.proj.weight.mul_(8.0)
     model = model.half()
     params = list(model.parameters())
     state = {
@@ -99,6 +166,7 @@ def main():
     }
     torch.save(state, OUT / "small.pt")
     (OUT / "small.pt").chmod(0o644)
+    pipeline(model.float().eval())
     print(f"small: {sum(p.numel() for p in params)} parameters; cfg.model is {type(state['cfg']['model']).__name__}")
 
 

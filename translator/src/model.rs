@@ -232,3 +232,100 @@ impl StreamSpeechConfig {
         p
     }
 }
+
+/// The whole model, built strictly from a checkpoint: every entry the config implies must be
+/// there with its shape (the same `CheckpointReport` as the vocoders), or nothing is built.
+pub struct StreamSpeech {
+    pub cfg: StreamSpeechConfig,
+    pub encoder: crate::encoder::ChunkConformerEncoder,
+    pub asr: crate::ctc::CtcHead,
+    pub st: crate::ctc::CtcHead,
+    pub mt: crate::mt_decoder::MtDecoder,
+    pub t2u_encoder: crate::t2u::T2uEncoder,
+    pub unit_decoder: crate::t2u::UnitDecoder,
+}
+
+/// Every stage's output for one utterance (whole-utterance inference with the model's chunk
+/// size, as upstream's agent computes it).
+pub struct Translation {
+    pub encoder_out: candle_core::Tensor,
+    pub asr_logits: candle_core::Tensor,
+    pub st_logits: candle_core::Tensor,
+    pub asr: crate::ctc::CtcHypothesis,
+    pub st: crate::ctc::CtcHypothesis,
+    pub mt_tokens: Vec<u32>,
+    pub mt_states: candle_core::Tensor,
+    pub t2u_states: candle_core::Tensor,
+    pub unit_logits: candle_core::Tensor,
+    /// Unit dictionary ids (the unit is id − 4).
+    pub units: Vec<u32>,
+}
+
+/// Special ids of fairseq dictionaries: pad, unk; the text CTC blank is 0 (upstream's agent),
+/// the unit dictionary's blank its last entry.
+const PAD: u32 = 1;
+const UNK: u32 = 3;
+
+impl StreamSpeech {
+    /// Reads only the `model` tensors of a fairseq checkpoint (f16/bf16/f32 → f32), checks them
+    /// strictly and builds every module on `device`.
+    pub fn load(path: &std::path::Path, mt: MtSettings, device: &candle_core::Device) -> Result<(Self, vocoder::report::CheckpointReport), TranslatorError> {
+        let opts = vocoder::checkpoint::LoadOptions { tensors_under: Some("model.".into()) };
+        let mut ckpt = vocoder::checkpoint::load_with(path, &opts)?;
+        if !ckpt.code_calls.is_empty() {
+            return Err(TranslatorError::Data(format!(
+                "{}: the file contains code that Python would run when loading it ({}); refusing a translator checkpoint like that",
+                path.display(),
+                ckpt.code_calls.join(", ")
+            )));
+        }
+        let cfg = StreamSpeechConfig::from_checkpoint(&ckpt, mt)?;
+        let report = vocoder::report::CheckpointReport::compare(&cfg.expected_params(), &ckpt.shapes());
+        if !report.is_clean() {
+            return Err(vocoder::VocoderError::Mismatch(Box::new(report)).into());
+        }
+        let mut tensors = std::collections::HashMap::new();
+        for (k, t) in std::mem::take(&mut ckpt.tensors) {
+            if let Some(v) = t.values {
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(TranslatorError::Data(format!("{}: `{k}` holds a non-finite value at {i}", path.display())));
+                }
+                tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape, device).map_err(vocoder::VocoderError::from)?);
+            }
+        }
+        let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, device);
+        let build = || -> candle_core::Result<StreamSpeech> {
+            let d = cfg.encoder.layer.embed_dim;
+            Ok(StreamSpeech {
+                encoder: crate::encoder::ChunkConformerEncoder::new(&cfg.encoder, vb.pp("encoder"))?,
+                asr: crate::ctc::CtcHead::new(d, cfg.asr_vocab, vb.pp("source_unigram_decoder"))?,
+                st: crate::ctc::CtcHead::new(d, cfg.st_vocab, vb.pp("ctc_target_unigram_decoder"))?,
+                mt: crate::mt_decoder::MtDecoder::new(&cfg.mt, vb.pp("target_unigram_decoder"))?,
+                t2u_encoder: crate::t2u::T2uEncoder::new(&cfg.t2u, vb.pp("synthesizer_encoder"))?,
+                unit_decoder: crate::t2u::UnitDecoder::new(&cfg.t2u, vb.pp("decoder"))?,
+                cfg: cfg.clone(),
+            })
+        };
+        Ok((build().map_err(vocoder::VocoderError::from)?, report))
+    }
+
+    /// CMVN'd features `[1, frames, 80]` → every stage: CTC pieces of the source (ASR) and the
+    /// target (ST), the MT decoder's greedy target pieces (at most `max_tokens`), and units.
+    pub fn translate(&self, features: &candle_core::Tensor, max_tokens: usize) -> candle_core::Result<Translation> {
+        use candle_core::IndexOp;
+        let encoder_out = self.encoder.forward(features)?.pop().expect("at least one layer");
+        let asr_logits = self.asr.forward(&encoder_out)?.i(0)?;
+        let st_logits = self.st.forward(&encoder_out)?.i(0)?;
+        let asr = crate::ctc::greedy(&asr_logits, PAD, UNK, 0)?;
+        let st = crate::ctc::greedy(&st_logits, PAD, UNK, 0)?;
+        let mt_tokens = self.mt.greedy(&encoder_out, 1, max_tokens)?;
+        let mut prev = vec![self.cfg.mt.eos];
+        prev.extend(&mt_tokens);
+        let mt_states = self.mt.states(&prev, &encoder_out)?;
+        let t2u_states = self.t2u_encoder.forward(&mt_states)?;
+        let unit_logits = self.unit_decoder.forward(&t2u_states)?.i(0)?;
+        let blank = self.cfg.t2u.vocab as u32 - 1;
+        let units = crate::ctc::greedy(&unit_logits, PAD, UNK, blank)?.tokens;
+        Ok(Translation { encoder_out, asr_logits, st_logits, asr, st, mt_tokens, mt_states, t2u_states, unit_logits, units })
+    }
+}
