@@ -48,7 +48,8 @@ def main():
     cmvn = np.divide(np.subtract(fbank, stats["mean"]), stats["std"]).astype(np.float32)
     OUT.mkdir(parents=True, exist_ok=True)
     save_file({"wave": x, "fbank": fbank.astype(np.float32), "cmvn": cmvn}, str(OUT / "fbank_ref.safetensors"))
-    shutil.copy(gcmvn, OUT / "gcmvn_es-en.npz")
+    (OUT / "es-en-small").mkdir(exist_ok=True)
+    shutil.copy(gcmvn, OUT / "es-en-small/gcmvn.npz")
     print(f"{len(x)} samples -> {fbank.shape[0]} frames; wrote {OUT}")
 
 

@@ -119,6 +119,13 @@ def pipeline(model):
         out["unit_logits"] = logits[0, :60].contiguous()
         d = model.decoder.dictionary
         out["units"] = torch.tensor(ctc_greedy(logits[0], d.pad(), d.unk(), d.blank_index), dtype=torch.int64)
+    # Text as the agent writes it: pieces joined, "▁" and "<unk>" as spaces.
+    def text(dictionary, ids):
+        return " ".join("".join(dictionary[i] for i in ids).replace("\u2581", " ").replace("<unk>", " ").split())
+    texts = {"asr": text(model.source_unigram_decoder.dictionary, out["asr_tokens"].tolist()),
+             "st": text(model.ctc_target_unigram_decoder.dictionary, out["st_tokens"].tolist()),
+             "mt": text(model.target_unigram_decoder.dictionary, out["mt_tokens"].tolist())}
+    (OUT / "pipeline_text.json").write_text(json.dumps(texts, ensure_ascii=False, indent=1))
     for k in ["asr_tokens", "st_tokens", "mt_tokens", "units"]:
         print(k, out[k].tolist()[:30], len(out[k]))
     save_file(out, str(OUT / "pipeline_ref.safetensors"))

@@ -18,6 +18,7 @@
 //! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
 
 pub mod conformer;
+pub mod data;
 pub mod ctc;
 pub mod encoder;
 pub mod error;

@@ -32,7 +32,7 @@ fn fbank_and_cmvn_match_torchaudio_and_the_agent() {
     assert_eq!(vec![frames, 80], shape, "frame count (snip_edges)");
     let err = worst_relative(&ours, &reference);
     assert!(err <= 1e-4, "fbank differs from torchaudio by {err:.2e} (relative)");
-    let cmvn = GlobalCmvn::from_npz(&fixtures().join("gcmvn_es-en.npz"), 80).unwrap();
+    let cmvn = GlobalCmvn::from_npz(&fixtures().join("es-en-small/gcmvn.npz"), 80).unwrap();
     cmvn.apply(&mut ours);
     let err = worst_relative(&ours, &reference_cmvn);
     assert!(err <= 1e-4, "CMVN output differs from the agent's by {err:.2e} (relative)");
@@ -54,7 +54,7 @@ fn short_inputs_and_bad_cmvn_files() {
     let junk = d.join("junk.npz");
     std::fs::write(&junk, b"PK\x03\x04 not really").unwrap();
     assert!(GlobalCmvn::from_npz(&junk, 80).is_err());
-    assert!(GlobalCmvn::from_npz(&fixtures().join("gcmvn_es-en.npz"), 40).unwrap_err().to_string().contains("80 values"));
+    assert!(GlobalCmvn::from_npz(&fixtures().join("es-en-small/gcmvn.npz"), 40).unwrap_err().to_string().contains("80 values"));
     assert!(Fbank::new(FbankConfig { sample_rate: 7, ..Default::default() }).is_err());
     std::fs::remove_dir_all(&d).unwrap();
 }

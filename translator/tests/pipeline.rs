@@ -64,3 +64,22 @@ fn a_mismatched_checkpoint_is_refused_with_the_report() {
     let text = e.to_string();
     assert!(text.contains("target_unigram_decoder.layers.2.fc1.weight"), "{text}");
 }
+
+/// The data directory (CMVN, dictionaries, multitask config) gives the MT decoder's settings and
+/// the text: the same as upstream's dictionaries give for the same pieces.
+#[test]
+fn data_directory_settings_and_text() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let data = translator::data::DataDir::load(&dir.join("es-en-small")).unwrap();
+    assert_eq!(data.mt, MtSettings { layers: 2, embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4 });
+    assert_eq!((data.source.len(), data.target.len()), (6000, 6000));
+    let (model, _) = StreamSpeech::load(&dir.join("streamspeech/small.pt"), data.mt, &Device::Cpu).unwrap();
+    let features = candle_core::safetensors::load(dir.join("fbank_ref.safetensors"), &Device::Cpu).unwrap()["cmvn"].unsqueeze(0).unwrap();
+    let out = model.translate(&features, 40).unwrap();
+    let expected: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("streamspeech/pipeline_text.json")).unwrap()).unwrap();
+    assert_eq!(data.source.detokenize(&out.asr.tokens), expected["asr"]);
+    assert_eq!(data.target.detokenize(&out.st.tokens), expected["st"]);
+    assert_eq!(data.target.detokenize(&out.mt_tokens), expected["mt"]);
+    assert!(expected["mt"].split(' ').count() >= 10, "{}", expected["mt"]);
+}
