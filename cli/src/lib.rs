@@ -5,3 +5,4 @@ pub mod audio_guard;
 pub mod audio_io;
 pub mod render;
 pub mod report;
+pub mod translate;

@@ -123,8 +123,47 @@ struct UnitsArgs {
     force: bool,
 }
 
+#[derive(clap::Args)]
+struct TranslateCmdArgs {
+    /// Spanish speech (any format and rate the CLI reads; resampled to 16 kHz).
+    input: PathBuf,
+    /// The StreamSpeech checkpoint (fairseq `.pt`).
+    #[arg(long)]
+    translator: PathBuf,
+    /// Its data directory (StreamSpeech's `configs/es-en/`: gcmvn.npz, dictionaries, multitask config).
+    #[arg(long)]
+    data: PathBuf,
+    /// Output WAV of the translated speech (needs --vocoder).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The unit vocoder (CodeHiFiGAN / UnitHiFiGAN checkpoint).
+    #[arg(long)]
+    vocoder: Option<PathBuf>,
+    /// The unit vocoder's config (default: embedded, else config.json beside it).
+    #[arg(long)]
+    vocoder_config: Option<PathBuf>,
+    /// Expand units with the vocoder's duration predictor.
+    #[arg(long)]
+    dur_prediction: bool,
+    /// Source segment size in ms: sets the encoder's chunks as upstream's agent does.
+    #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(40..=10_000))]
+    segment_ms: u32,
+    /// Most target pieces the MT decoder emits.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_tokens: u32,
+    /// Write the texts and units as JSON.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Overwrite outputs.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Translate Spanish speech with StreamSpeech (whole utterance): source text, target text,
+    /// units, and with --vocoder the translated speech.
+    Translate(Box<TranslateCmdArgs>),
     /// Synthesize speech units with a unit vocoder (CodeHiFiGAN, UnitHiFiGAN+FiLM).
     Units(Box<UnitsArgs>),
     /// Render a file through the vocoders with the plugin's own engine (offline bounce), with
@@ -252,6 +291,28 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
+        Cmd::Translate(a) => {
+            let args = streamspeech_cli::translate::TranslateArgs {
+                input: &a.input,
+                translator: &a.translator,
+                data: &a.data,
+                segment_ms: a.segment_ms as usize,
+                max_tokens: a.max_tokens as usize,
+                vocoder: a.vocoder.as_deref(),
+                vocoder_config: a.vocoder_config.as_deref(),
+                dur_prediction: a.dur_prediction,
+                output: a.output.as_deref(),
+                text: a.text.as_deref(),
+                force: a.force,
+            };
+            match streamspeech_cli::translate::translate(&args) {
+                Ok(t) => {
+                    println!("source: {}\ntarget: {}\nunits: {}", t.source_text, t.target_text, t.units.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Cmd::Units(args) => match units_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),

@@ -270,6 +270,17 @@ impl StreamSpeech {
     /// Reads only the `model` tensors of a fairseq checkpoint (f16/bf16/f32 → f32), checks them
     /// strictly and builds every module on `device`.
     pub fn load(path: &std::path::Path, mt: MtSettings, device: &candle_core::Device) -> Result<(Self, vocoder::report::CheckpointReport), TranslatorError> {
+        Self::load_for_segment(path, mt, None, device)
+    }
+
+    /// [`load`](Self::load) with the chunk sizes upstream's agent sets for a source segment of
+    /// `segment_ms` (`encoder::agent_chunk_sizes`); `None` keeps the checkpoint's.
+    pub fn load_for_segment(
+        path: &std::path::Path,
+        mt: MtSettings,
+        segment_ms: Option<usize>,
+        device: &candle_core::Device,
+    ) -> Result<(Self, vocoder::report::CheckpointReport), TranslatorError> {
         let opts = vocoder::checkpoint::LoadOptions { tensors_under: Some("model.".into()) };
         let mut ckpt = vocoder::checkpoint::load_with(path, &opts)?;
         if !ckpt.code_calls.is_empty() {
@@ -279,7 +290,16 @@ impl StreamSpeech {
                 ckpt.code_calls.join(", ")
             )));
         }
-        let cfg = StreamSpeechConfig::from_checkpoint(&ckpt, mt)?;
+        let mut cfg = StreamSpeechConfig::from_checkpoint(&ckpt, mt)?;
+        if let Some(ms) = segment_ms {
+            if ms < 40 {
+                return Err(TranslatorError::Config(format!("a segment of {ms} ms is shorter than one encoder frame (40 ms)")));
+            }
+            let (attention, conv) = crate::encoder::agent_chunk_sizes(ms);
+            cfg.encoder.attention_chunk = Some(attention);
+            cfg.encoder.subsampler.chunk_size = Some(conv);
+            cfg.encoder.layer.chunk_size = Some(conv);
+        }
         let report = vocoder::report::CheckpointReport::compare(&cfg.expected_params(), &ckpt.shapes());
         if !report.is_clean() {
             return Err(vocoder::VocoderError::Mismatch(Box::new(report)).into());
