@@ -179,6 +179,10 @@ enum Cmd {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// A StreamSpeech translator's data directory (its multitask config gives the MT
+        /// decoder's settings; without it they are inferred from the tensor shapes).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Convert a checkpoint (.pth/.pt/.tar zip or legacy, or .safetensors) + config into one
     /// safetensors file with the config embedded. Refuses checkpoints that do not match exactly.
@@ -232,7 +236,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let device = candle_device();
     match cli.command {
-        Cmd::Inspect { checkpoint, config, json } => {
+        Cmd::Inspect { checkpoint, config, json, data } => {
+            if let Some(code) = streamspeech_cli::translate::inspect(&checkpoint, data.as_deref(), json) {
+                return code;
+            }
             if let Some(code) = inspect_units(&checkpoint, config.as_deref(), json, &device) {
                 return code;
             }

@@ -84,3 +84,75 @@ pub fn translate(a: &TranslateArgs) -> Result<TranslationText, String> {
     }
     Ok(result)
 }
+
+/// `inspect` for a StreamSpeech checkpoint (None when the file is not one): its hyper-parameters,
+/// parameter count and the strict report (only the `model` tensors are read). Exit 0 when it
+/// would load.
+pub fn inspect(path: &Path, data: Option<&Path>, json: bool) -> Option<std::process::ExitCode> {
+    use std::process::ExitCode;
+    use translator::model::{MtSettings, StreamSpeechConfig};
+    let opts = vocoder::checkpoint::LoadOptions { tensors_under: Some("model.".into()) };
+    let ckpt = vocoder::checkpoint::load_with(path, &opts).ok()?;
+    let arch = ckpt.scalars.get("cfg.model.arch").or_else(|| ckpt.scalars.get("args.arch")).and_then(|s| s.as_str().map(str::to_string))?;
+    if !arch.starts_with("streamspeech") {
+        return None;
+    }
+    // The MT decoder's settings: the data directory's, else its layer count and widths from the
+    // shapes (attention heads do not change any shape, so the report does not need them).
+    let mt = match data.map(translator::data::DataDir::load).transpose() {
+        Ok(Some(d)) => Ok(d.mt),
+        Ok(None) => {
+            let shape = |k: &str| ckpt.tensors.get(k).map(|t| t.shape.clone()).unwrap_or_default();
+            let layers = (0..).take_while(|i| ckpt.tensors.contains_key(&format!("target_unigram_decoder.layers.{i}.fc1.weight"))).count();
+            let fc1 = shape("target_unigram_decoder.layers.0.fc1.weight");
+            Ok(MtSettings { layers, embed_dim: fc1.get(1).copied().unwrap_or(1), ffn_embed_dim: fc1.first().copied().unwrap_or(1), attention_heads: 1 })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let cfg = mt.and_then(|mt| StreamSpeechConfig::from_checkpoint(&ckpt, mt).map_err(|e| e.to_string()));
+    let report = cfg.as_ref().ok().map(|c| vocoder::report::CheckpointReport::compare(&c.expected_params(), &ckpt.shapes()));
+    let parameters: usize = ckpt
+        .tensors
+        .iter()
+        .filter(|(k, t)| t.dtype.is_float() && !k.ends_with(".version") && !k.contains("running_") && !k.ends_with("output_projection.weight"))
+        .map(|(_, t)| t.numel())
+        .sum();
+    let ok = report.as_ref().is_some_and(|r| r.is_clean()) && ckpt.code_calls.is_empty();
+    let dtype = ckpt.tensors.get("encoder.linear.weight").map(|t| t.dtype.name()).unwrap_or("?");
+    if json {
+        let c = cfg.as_ref().ok();
+        let j = serde_json::json!({
+            "checkpoint": path, "kind": "StreamSpeech translator", "arch": arch, "loads": ok, "parameters": parameters, "dtype": dtype,
+            "encoder_layers": c.map(|c| c.encoder.layers), "encoder_embed_dim": c.map(|c| c.encoder.layer.embed_dim),
+            "chunk_size": c.and_then(|c| c.encoder.attention_chunk), "mt_decoder_layers": c.map(|c| c.mt.layers),
+            "unit_decoder_layers": c.map(|c| c.t2u.decoder_layers), "ctc_upsample_rate": c.map(|c| c.t2u.ctc_upsample_rate),
+            "units": c.map(|c| c.t2u.vocab.saturating_sub(5)), "code_calls": ckpt.code_calls,
+            "report": report, "error": cfg.as_ref().err(),
+        });
+        println!("{}", serde_json::to_string_pretty(&j).expect("serialises"));
+    } else {
+        println!("checkpoint: {}", path.display());
+        println!("kind: StreamSpeech translator (arch {arch}); {parameters} parameters stored as {dtype}");
+        match &cfg {
+            Ok(c) => {
+                println!(
+                    "encoder: {} conformer layers, d {}, FFN {}, {} heads, chunk {:?}; MT decoder: {} layers, d {}; T2U: {} encoder + {} unit decoder layers, d {}, ×{} upsampling; {} units",
+                    c.encoder.layers, c.encoder.layer.embed_dim, c.encoder.layer.ffn_embed_dim, c.encoder.layer.attention_heads, c.encoder.attention_chunk,
+                    c.mt.layers, c.mt.embed_dim, c.t2u.encoder_layers, c.t2u.decoder_layers, c.t2u.embed_dim, c.t2u.ctc_upsample_rate, c.t2u.vocab.saturating_sub(5)
+                );
+                if data.is_none() {
+                    println!("MT decoder settings inferred from the shapes (give --data for its attention heads)");
+                }
+            }
+            Err(e) => println!("error: {e}"),
+        }
+        if let Some(r) = &report {
+            print!("{r}");
+        }
+        if !ckpt.code_calls.is_empty() {
+            println!("refused: the file contains code Python would run ({})", ckpt.code_calls.join(", "));
+        }
+        println!("{}", if ok { "verdict: loads (strict); translate with `streamspeech-vocoder translate`" } else { "verdict: will not load" });
+    }
+    Some(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}

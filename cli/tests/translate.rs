@@ -77,3 +77,18 @@ fn translate_texts_units_and_speech() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("takes 50 units; the translator emits 1000"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn inspect_recognises_a_translator_checkpoint() {
+    let fx = root().join("translator/tests/fixtures");
+    let ckpt = fx.join("streamspeech/small.pt");
+    let o = run(&["inspect", p(&ckpt), "--data", p(&fx.join("es-en-small"))]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("StreamSpeech translator (arch streamspeech); 762080 parameters stored as f16"), "{out}");
+    assert!(out.contains("verdict: loads (strict)"), "{out}");
+    let o = run(&["inspect", p(&ckpt), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((j["loads"].as_bool(), j["parameters"].as_u64(), j["units"].as_u64(), j["chunk_size"].as_u64()), (Some(true), Some(762_080), Some(1000), Some(8)));
+}
