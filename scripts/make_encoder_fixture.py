@@ -14,27 +14,17 @@ Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1, numpy<2, safete
 Writes translator/tests/fixtures/encoder_ref.safetensors.
 """
 import argparse
-import importlib.util
 import sys
-import types
 from pathlib import Path
 
 import torch
+from streamspeech_upstream import load_module
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "translator/tests/fixtures"
 
 
-def load(repo, dotted):
-    parts = dotted.split(".")
-    for i in range(1, len(parts)):
-        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
-    spec = importlib.util.spec_from_file_location(dotted, repo / "researches" / (("/".join(parts)) + ".py"))
-    m = importlib.util.module_from_spec(spec)
-    sys.modules[dotted] = m
-    spec.loader.exec_module(m)
-    return m
 
 
 def main():
@@ -45,7 +35,7 @@ def main():
     for dotted in ["chunk_unity.modules.chunk_causal_conv1d", "chunk_unity.modules.convolution",
                    "uni_unity.modules.multihead_attention", "uni_unity.modules.espnet_multihead_attention",
                    "chunk_unity.modules.conformer_layer", "chunk_unity.models.s2t_conformer"]:
-        load(a.streamspeech, dotted)
+        load_module(a.streamspeech, dotted)
     Encoder = sys.modules["chunk_unity.models.s2t_conformer"].ChunkS2TConformerEncoder
     x = load_file(str(FIX / "fbank_ref.safetensors"))["cmvn"].unsqueeze(0)
     out = {}

@@ -16,32 +16,19 @@ Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1, safetensors):
 Writes translator/tests/fixtures/mt_decoder_ref.safetensors.
 """
 import argparse
-import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import torch
 from fairseq.data import Dictionary
 from fairseq.models.speech_to_speech.s2s_conformer_unity import multitask_text_transformer_decoder_arch
 from fairseq.models.transformer import TransformerModelBase
+from streamspeech_upstream import load_module
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "translator/tests/fixtures"
 
 
-def load(repo, dotted):
-    parts = dotted.split(".")
-    for i in range(1, len(parts)):
-        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
-    spec = importlib.util.spec_from_file_location(dotted, repo / "researches" / ("/".join(parts) + ".py"))
-    m = importlib.util.module_from_spec(spec)
-    sys.modules[dotted] = m
-    parent = sys.modules[".".join(parts[:-1])]
-    setattr(parent, parts[-1], m)
-    spec.loader.exec_module(m)
-    return m
 
 
 def main():
@@ -49,9 +36,9 @@ def main():
     ap.add_argument("--streamspeech", required=True, type=Path)
     a = ap.parse_args()
     torch.backends.mkldnn.enabled = False
-    load(a.streamspeech, "ctc_unity.modules.multihead_attention")
-    load(a.streamspeech, "ctc_unity.modules.transformer_layer")
-    Decoder = load(a.streamspeech, "ctc_unity.modules.transformer_decoder").TransformerDecoder
+    load_module(a.streamspeech, "ctc_unity.modules.multihead_attention")
+    load_module(a.streamspeech, "ctc_unity.modules.transformer_layer")
+    Decoder = load_module(a.streamspeech, "ctc_unity.modules.transformer_decoder").TransformerDecoder
     d = Dictionary()
     for i in range(36):
         d.add_symbol(f"tok{i}")

@@ -14,32 +14,20 @@ Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1, safetensors):
 Writes translator/tests/fixtures/t2u_ref.safetensors.
 """
 import argparse
-import importlib.util
 import math
-import sys
-import types
 from pathlib import Path
 
 import torch
 from fairseq.data import Dictionary
 from fairseq.models.speech_to_speech.modules.stacked_embedding import StackedEmbedding
 from fairseq.models.speech_to_speech.s2s_transformer import base_multitask_text_transformer_decoder_arch
+from streamspeech_upstream import load_module
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / "translator/tests/fixtures"
 
 
-def load(repo, dotted):
-    parts = dotted.split(".")
-    for i in range(1, len(parts)):
-        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
-    spec = importlib.util.spec_from_file_location(dotted, repo / "researches" / ("/".join(parts) + ".py"))
-    m = importlib.util.module_from_spec(spec)
-    sys.modules[dotted] = m
-    setattr(sys.modules[".".join(parts[:-1])], parts[-1], m)
-    spec.loader.exec_module(m)
-    return m
 
 
 def main():
@@ -48,9 +36,9 @@ def main():
     a = ap.parse_args()
     torch.backends.mkldnn.enabled = False
     for m in ["ctc_unity.modules.multihead_attention", "ctc_unity.modules.transformer_layer", "ctc_unity.modules.transformer_decoder"]:
-        load(a.streamspeech, m)
-    Encoder = load(a.streamspeech, "ctc_unity.modules.transformer_encoder").UniTransformerEncoderNoEmb
-    UnitDecoder = load(a.streamspeech, "ctc_unity.modules.ctc_transformer_unit_decoder").CTCTransformerUnitDecoder
+        load_module(a.streamspeech, m)
+    Encoder = load_module(a.streamspeech, "ctc_unity.modules.transformer_encoder").UniTransformerEncoderNoEmb
+    UnitDecoder = load_module(a.streamspeech, "ctc_unity.modules.ctc_transformer_unit_decoder").CTCTransformerUnitDecoder
     units = Dictionary()
     for i in range(24):
         units.add_symbol(str(i))

@@ -2,27 +2,23 @@
 //! `scripts/make_encoder_fixture.py`: fairseq-fixed 0.12.3.1 + torch 2.4.1, seeded weights and
 //! BatchNorm statistics, real speech features). Tolerance: 1e−3 absolute on every layer's state.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use translator::conformer::ConformerConfig;
 use translator::encoder::{ChunkConformerEncoder, EncoderConfig};
 use translator::subsampler::SubsamplerConfig;
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
 
 #[test]
 fn encoder_states_match_upstream_with_and_without_chunks() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let reference = candle_core::safetensors::load(dir.join("encoder_ref.safetensors"), &Device::Cpu).unwrap();
     let features = candle_core::safetensors::load(dir.join("fbank_ref.safetensors"), &Device::Cpu).unwrap()["cmvn"].unsqueeze(0).unwrap();
-    let weights: HashMap<String, Tensor> =
-        reference.iter().filter_map(|(k, v)| k.strip_prefix("weights.").map(|k| (k.to_string(), v.clone()))).collect();
+    let weights = common::under(&reference, "weights.");
     let mut last = Vec::new();
     for chunk in [0usize, 8] {
         let chunk_size = (chunk > 0).then_some(chunk);
@@ -37,11 +33,11 @@ fn encoder_states_match_upstream_with_and_without_chunks() {
         let states = enc.forward(&features).unwrap();
         for (i, s) in states.iter().enumerate() {
             let r = &reference[&format!("state{i}.chunk{chunk}")];
-            let d = max_abs_diff(&s.squeeze(0).unwrap(), r);
+            let d = common::max_abs_diff(&s.squeeze(0).unwrap(), r);
             assert!(d <= 1e-3, "chunk {chunk}, layer {i}: max |diff| {d:.2e}");
             println!("chunk {chunk}, layer {i}: max |diff| {d:.2e}");
         }
         last.push(states.last().unwrap().clone());
     }
-    assert!(max_abs_diff(&last[0], &last[1]) > 1e-2, "the chunk mask and causal convs change the output");
+    assert!(common::max_abs_diff(&last[0], &last[1]) > 1e-2, "the chunk mask and causal convs change the output");
 }

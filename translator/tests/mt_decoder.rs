@@ -2,10 +2,11 @@
 //! fairseq-fixed 0.12.3.1): teacher-forced logits within 1e−3, and the greedy tokens (upstream's
 //! incremental decoding) identical.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use translator::mt_decoder::{MtDecoder, MtDecoderConfig};
 
@@ -13,8 +14,7 @@ use translator::mt_decoder::{MtDecoder, MtDecoderConfig};
 fn logits_and_greedy_tokens_match_upstream() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mt_decoder_ref.safetensors");
     let r = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let weights: HashMap<String, Tensor> =
-        r.iter().filter_map(|(k, v)| k.strip_prefix("weights.").map(|k| (k.to_string(), v.clone()))).collect();
+    let weights = common::under(&r, "weights.");
     let cfg = MtDecoderConfig { vocab: 40, embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, layers: 2, encoder_dim: 24, padding_idx: 1, eos: 2, max_positions: 1024 };
     let dec = MtDecoder::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
     let enc = r["encoder_out"].unsqueeze(0).unwrap();

@@ -5,15 +5,13 @@
 //! scaled to avoid degenerate arg-maxes, and differ by up to 1e−4 of it); every token and unit
 //! sequence identical.
 
+mod common;
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use translator::model::{MtSettings, StreamSpeech};
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
 
 fn ids(t: &Tensor) -> Vec<u32> {
     t.to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect()
@@ -32,7 +30,7 @@ fn every_stage_matches_upstream_on_real_speech() {
         let reference = &r[name];
         let ours = ours.squeeze(0).unwrap_or_else(|_| ours.clone());
         let ours = ours.narrow(0, 0, reference.dim(0).unwrap()).unwrap();
-        let d = max_abs_diff(&ours, reference);
+        let d = common::max_abs_diff(&ours, reference);
         let scale = reference.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         let tolerance = if name.ends_with("logits") { 5e-4 * scale.max(1.0) } else { 1e-3 };
         assert!(d <= tolerance, "{name}: max |diff| {d:.2e} (tolerance {tolerance:.1e}, largest |reference| {scale:.1})");

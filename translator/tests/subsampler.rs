@@ -2,24 +2,20 @@
 //! `scripts/make_subsampler_fixture.py`, seeded weights, real speech features). Tolerance 1e−4
 //! absolute (the states are O(1)).
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use translator::subsampler::{Conv1dSubsampler, SubsamplerConfig};
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
 
 #[test]
 fn chunk_causal_subsampler_matches_upstream() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/subsampler_ref.safetensors");
     let all = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let weights: HashMap<String, Tensor> =
-        all.iter().filter_map(|(k, v)| k.strip_prefix("weights.").map(|k| (k.to_string(), v.clone()))).collect();
+    let weights = common::under(&all, "weights.");
     let input = all["input"].unsqueeze(0).unwrap();
     let mut outputs = Vec::new();
     for chunk in [0usize, 8, 3] {
@@ -29,11 +25,11 @@ fn chunk_causal_subsampler_matches_upstream() {
         let y = m.forward(&input).unwrap().squeeze(0).unwrap();
         let reference = &all[&format!("output.chunk{chunk}")];
         assert_eq!(m.out_frames(input.dim(1).unwrap()), reference.dim(0).unwrap());
-        let d = max_abs_diff(&y, reference);
+        let d = common::max_abs_diff(&y, reference);
         assert!(d <= 1e-4, "chunk {chunk}: max |diff| {d:.2e}");
         outputs.push(y);
     }
     // The chunk sizes matter (the test would not notice a chunking that did nothing).
-    assert!(max_abs_diff(&outputs[0], &outputs[1]) > 1e-2);
-    assert!(max_abs_diff(&outputs[1], &outputs[2]) > 1e-2);
+    assert!(common::max_abs_diff(&outputs[0], &outputs[1]) > 1e-2);
+    assert!(common::max_abs_diff(&outputs[1], &outputs[2]) > 1e-2);
 }

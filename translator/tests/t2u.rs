@@ -2,35 +2,30 @@
 //! `scripts/make_t2u_fixture.py`, fairseq-fixed 0.12.3.1): states and logits within 1e−3, units
 //! identical.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use translator::ctc;
 use translator::t2u::{T2uConfig, T2uEncoder, UnitDecoder};
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
 
 #[test]
 fn t2u_states_unit_logits_and_units_match_upstream() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t2u_ref.safetensors");
     let r = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let part = |prefix: &str| -> HashMap<String, Tensor> {
-        r.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect()
-    };
+    let part = |prefix: &str| common::under(&r, prefix);
     let cfg = T2uConfig { embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, encoder_layers: 2, decoder_layers: 2, vocab: 29, ctc_upsample_rate: 5, padding_idx: 1 };
     let encoder = T2uEncoder::new(&cfg, VarBuilder::from_tensors(part("encoder."), DType::F32, &Device::Cpu)).unwrap();
     let decoder = UnitDecoder::new(&cfg, VarBuilder::from_tensors(part("decoder."), DType::F32, &Device::Cpu)).unwrap();
     let states = encoder.forward(&r["mt_states"].unsqueeze(0).unwrap()).unwrap();
-    let d = max_abs_diff(&states.squeeze(0).unwrap(), &r["t2u_states"]);
+    let d = common::max_abs_diff(&states.squeeze(0).unwrap(), &r["t2u_states"]);
     assert!(d <= 1e-3, "T2U states: max |diff| {d:.2e}");
     let logits = decoder.forward(&states).unwrap().squeeze(0).unwrap();
     assert_eq!(logits.dims(), &[30, 29], "6 states × upsample 5");
-    let d = max_abs_diff(&logits, &r["logits"]);
+    let d = common::max_abs_diff(&logits, &r["logits"]);
     assert!(d <= 1e-3, "unit logits: max |diff| {d:.2e}");
     let units = ctc::greedy(&logits, 1, 3, 28).unwrap().tokens;
     let expected: Vec<u32> = r["units"].to_vec1::<i64>().unwrap().into_iter().map(|u| u as u32).collect();

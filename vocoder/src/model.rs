@@ -307,10 +307,14 @@ pub struct Inspection {
 impl Inspection {
     /// An inspection that could not run at all.
     pub fn failed(path: &Path, why: String) -> Self {
+        Inspection { read_error: Some(why), ..Self::nothing_yet(path) }
+    }
+
+    fn nothing_yet(path: &Path) -> Self {
         Inspection {
             checkpoint: path.into(),
             format: None,
-            read_error: Some(why),
+            read_error: None,
             config_source: None,
             config_error: None,
             family: None,
@@ -326,21 +330,7 @@ impl Inspection {
 
     /// Loads and probes when possible; every stage that fails is recorded, never hidden.
     pub fn run(path: &Path, config: Option<&Path>, device: &Device) -> Self {
-        let mut ins = Inspection {
-            checkpoint: path.into(),
-            format: None,
-            read_error: None,
-            config_source: None,
-            config_error: None,
-            family: None,
-            config_hash: None,
-            report: None,
-            inferred: None,
-            disagreements: Vec::new(),
-            load_error: None,
-            parameters: None,
-            health: None,
-        };
+        let mut ins = Self::nothing_yet(path);
         let ckpt = match checkpoint::load(path) {
             Ok(c) => c,
             Err(e) => {
