@@ -15,27 +15,17 @@ Writes translator/tests/fixtures/encoder_ref.safetensors.
 """
 import argparse
 import sys
-from pathlib import Path
 
 import torch
-from streamspeech_upstream import load_module
+from streamspeech_upstream import FIXTURES as FIX, load_module, streamspeech_checkout
 from safetensors.torch import load_file, save_file
 
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "translator/tests/fixtures"
-
-
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--streamspeech", required=True, type=Path)
-    a = ap.parse_args()
-    torch.backends.mkldnn.enabled = False
+    repo = streamspeech_checkout()
     for dotted in ["chunk_unity.modules.chunk_causal_conv1d", "chunk_unity.modules.convolution",
                    "uni_unity.modules.multihead_attention", "uni_unity.modules.espnet_multihead_attention",
                    "chunk_unity.modules.conformer_layer", "chunk_unity.models.s2t_conformer"]:
-        load_module(a.streamspeech, dotted)
+        load_module(repo, dotted)
     Encoder = sys.modules["chunk_unity.models.s2t_conformer"].ChunkS2TConformerEncoder
     x = load_file(str(FIX / "fbank_ref.safetensors"))["cmvn"].unsqueeze(0)
     out = {}

@@ -16,29 +16,19 @@ Run by hand (Python 3.11, torch==2.4.1, fairseq-fixed==0.12.3.1, safetensors):
 Writes translator/tests/fixtures/mt_decoder_ref.safetensors.
 """
 import argparse
-from pathlib import Path
 
 import torch
 from fairseq.data import Dictionary
 from fairseq.models.speech_to_speech.s2s_conformer_unity import multitask_text_transformer_decoder_arch
 from fairseq.models.transformer import TransformerModelBase
-from streamspeech_upstream import load_module
+from streamspeech_upstream import FIXTURES as FIX, load_module, streamspeech_checkout
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "translator/tests/fixtures"
-
-
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--streamspeech", required=True, type=Path)
-    a = ap.parse_args()
-    torch.backends.mkldnn.enabled = False
-    load_module(a.streamspeech, "ctc_unity.modules.multihead_attention")
-    load_module(a.streamspeech, "ctc_unity.modules.transformer_layer")
-    Decoder = load_module(a.streamspeech, "ctc_unity.modules.transformer_decoder").TransformerDecoder
+    repo = streamspeech_checkout()
+    load_module(repo, "ctc_unity.modules.multihead_attention")
+    load_module(repo, "ctc_unity.modules.transformer_layer")
+    Decoder = load_module(repo, "ctc_unity.modules.transformer_decoder").TransformerDecoder
     d = Dictionary()
     for i in range(36):
         d.add_symbol(f"tok{i}")

@@ -10,37 +10,15 @@ module does not need). Writes translator/tests/fixtures/subsampler_ref.safetenso
 Run by hand (torch==2.4.1, safetensors; Python 3.11):
     python3 scripts/make_subsampler_fixture.py --streamspeech PATH/TO/StreamSpeech
 """
-import argparse
-import importlib.util
-import sys
-import types
-from pathlib import Path
-
 import torch
 from safetensors.torch import load_file, save_file
-
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "translator/tests/fixtures"
-
-
-def load_upstream(repo: Path):
-    mods = repo / "researches/chunk_unity/modules"
-    for pkg in ["chunk_unity", "chunk_unity.modules"]:
-        sys.modules.setdefault(pkg, types.ModuleType(pkg))
-    for name in ["chunk_causal_conv1d", "convolution"]:
-        spec = importlib.util.spec_from_file_location(f"chunk_unity.modules.{name}", mods / f"{name}.py")
-        m = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = m
-        spec.loader.exec_module(m)
-    return sys.modules["chunk_unity.modules.convolution"].Conv1dSubsampler
+from streamspeech_upstream import FIXTURES as FIX, load_module, streamspeech_checkout
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--streamspeech", required=True, type=Path)
-    args = ap.parse_args()
-    torch.backends.mkldnn.enabled = False
-    Conv1dSubsampler = load_upstream(args.streamspeech)
+    repo = streamspeech_checkout()
+    load_module(repo, "chunk_unity.modules.chunk_causal_conv1d")
+    Conv1dSubsampler = load_module(repo, "chunk_unity.modules.convolution").Conv1dSubsampler
     x = load_file(str(FIX / "fbank_ref.safetensors"))["cmvn"].unsqueeze(0)  # 1 x T x 80
     out = {"input": x[0].contiguous()}
     torch.manual_seed(19)

@@ -15,30 +15,20 @@ Writes translator/tests/fixtures/t2u_ref.safetensors.
 """
 import argparse
 import math
-from pathlib import Path
 
 import torch
 from fairseq.data import Dictionary
 from fairseq.models.speech_to_speech.modules.stacked_embedding import StackedEmbedding
 from fairseq.models.speech_to_speech.s2s_transformer import base_multitask_text_transformer_decoder_arch
-from streamspeech_upstream import load_module
+from streamspeech_upstream import FIXTURES as FIX, load_module, streamspeech_checkout
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parent.parent
-FIX = ROOT / "translator/tests/fixtures"
-
-
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--streamspeech", required=True, type=Path)
-    a = ap.parse_args()
-    torch.backends.mkldnn.enabled = False
+    repo = streamspeech_checkout()
     for m in ["ctc_unity.modules.multihead_attention", "ctc_unity.modules.transformer_layer", "ctc_unity.modules.transformer_decoder"]:
-        load_module(a.streamspeech, m)
-    Encoder = load_module(a.streamspeech, "ctc_unity.modules.transformer_encoder").UniTransformerEncoderNoEmb
-    UnitDecoder = load_module(a.streamspeech, "ctc_unity.modules.ctc_transformer_unit_decoder").CTCTransformerUnitDecoder
+        load_module(repo, m)
+    Encoder = load_module(repo, "ctc_unity.modules.transformer_encoder").UniTransformerEncoderNoEmb
+    UnitDecoder = load_module(repo, "ctc_unity.modules.ctc_transformer_unit_decoder").CTCTransformerUnitDecoder
     units = Dictionary()
     for i in range(24):
         units.add_symbol(str(i))

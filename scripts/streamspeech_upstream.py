@@ -19,3 +19,20 @@ def load_module(repo: Path, dotted: str):
     setattr(sys.modules[".".join(parts[:-1])], parts[-1], module)
     spec.loader.exec_module(module)
     return module
+
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "translator/tests/fixtures"
+
+
+def streamspeech_checkout() -> Path:
+    """The fixture scripts' one argument, `--streamspeech PATH` (a checkout of
+    ictnlp/StreamSpeech); also turns oneDNN off (its ConvTranspose1d is ~1000x slower here)."""
+    import argparse
+
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streamspeech", required=True, type=Path)
+    torch.backends.mkldnn.enabled = False
+    return ap.parse_args().streamspeech
