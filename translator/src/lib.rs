@@ -1,4 +1,4 @@
-//! The StreamSpeech speech-to-speech translator in candle (issue #19, in progress).
+//! The StreamSpeech speech-to-speech translator in candle (issue #19).
 //!
 //! - [`fbank`]: the speech front end (Kaldi filter banks as torchaudio computes them for fairseq,
 //!   and global CMVN), checked against torchaudio.
@@ -14,8 +14,9 @@
 //! - [`t2u`]: the T2U encoder and the non-autoregressive CTC unit decoder, checked against
 //!   upstream's.
 //!
-//! Still to come (the issue's order): the chunk-causal conformer encoder, the CTC heads, the MT
-//! decoder, the T2U encoder and unit decoder, and the checkpoint reader for fairseq's format.
+//! - [`data`]: the data directory (CMVN, dictionaries, multitask config) and detokenization.
+//! - [`synthetic`]: a full-size checkpoint in the real fairseq format with generated weights, for
+//!   the memory test and the benchmark.
 
 pub mod conformer;
 pub mod data;
@@ -26,6 +27,7 @@ pub mod fbank;
 pub mod model;
 pub mod mt_decoder;
 pub mod subsampler;
+pub mod synthetic;
 pub mod t2u;
 
 pub use error::TranslatorError;

@@ -564,6 +564,14 @@ fn materialise(
             *n = (*n).max(bytes);
         }
     }
+    // A storage's bytes are kept only until its last tensor is decoded, so a load holds the
+    // decoded values and at most the storages still shared, not the whole raw file besides.
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, p) in &parsed {
+        if let Parsed::Tensor(t) = p {
+            *uses.entry(t.storage.clone()).or_insert(0) += 1;
+        }
+    }
     let mut cache: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut out = Vec::new();
     for (name, p) in parsed {
@@ -578,6 +586,11 @@ fn materialise(
                 let data = &cache[&t.storage];
                 let numel: usize = t.shape.iter().product();
                 let values = gather(&t, data, numel).map_err(|m| VocoderError::format(path, format!("tensor `{}`: {m}", short(&name))))?;
+                let left = uses.get_mut(&t.storage).expect("counted above");
+                *left -= 1;
+                if *left == 0 {
+                    cache.remove(&t.storage);
+                }
                 out.push((name, RawEntry::Tensor(TensorData { shape: t.shape, dtype: t.dtype, values })));
             }
         }
