@@ -136,15 +136,32 @@ struct TranslateCmdArgs {
     /// Output WAV of the translated speech (needs --vocoder).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// The unit vocoder (CodeHiFiGAN / UnitHiFiGAN checkpoint).
+    /// The unit vocoder (CodeHiFiGAN for Original, UnitHiFiGAN+FiLM for Modified).
     #[arg(long)]
     vocoder: Option<PathBuf>,
     /// The unit vocoder's config (default: embedded, else config.json beside it).
     #[arg(long)]
     vocoder_config: Option<PathBuf>,
-    /// Expand units with the vocoder's duration predictor.
+    /// The voice: original (CodeHiFiGAN) or modified (UnitHiFiGAN+FiLM); checked against the
+    /// vocoder's family (default: the family's).
+    #[arg(long, value_enum)]
+    mode: Option<streamspeech_cli::translate::VoiceMode>,
+    /// FiLM conditioning for modified (safetensors `speaker`/`emotion`, or .npy); a CodeHiFiGAN's
+    /// speaker vector.
     #[arg(long)]
-    dur_prediction: bool,
+    cond: Option<PathBuf>,
+    /// Speaker id for a multi-speaker CodeHiFiGAN (default 0).
+    #[arg(long)]
+    speaker: Option<u32>,
+    /// Do not expand units with the vocoder's duration predictor (upstream's agent uses it).
+    #[arg(long)]
+    no_dur_prediction: bool,
+    /// Output sample rate (resampled with the engine's resampler); default: the vocoder's.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8_000..=384_000))]
+    rate: Option<u32>,
+    /// Write the speech even when it looks like noise (prints a warning).
+    #[arg(long)]
+    no_health_check: bool,
     /// Source segment size in ms: sets the encoder's chunks as upstream's agent does.
     #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(40..=10_000))]
     segment_ms: u32,
@@ -307,14 +324,24 @@ fn main() -> ExitCode {
                 max_tokens: a.max_tokens as usize,
                 vocoder: a.vocoder.as_deref(),
                 vocoder_config: a.vocoder_config.as_deref(),
-                dur_prediction: a.dur_prediction,
+                mode: a.mode,
+                cond: a.cond.as_deref(),
+                speaker: a.speaker,
+                no_dur_prediction: a.no_dur_prediction,
+                rate: a.rate,
+                no_health_check: a.no_health_check,
                 output: a.output.as_deref(),
                 text: a.text.as_deref(),
                 force: a.force,
             };
             match streamspeech_cli::translate::translate(&args) {
                 Ok(t) => {
-                    println!("source: {}\ntarget: {}\nunits: {}", t.source_text, t.target_text, t.units.len());
+                    println!("source ({} pieces): {}", t.asr_ids.len(), t.asr);
+                    println!("translation ({} pieces): {}", t.translation_ids.len(), t.translation);
+                    println!("units: {}", t.units.len());
+                    if let (Some(s), Some(o)) = (&t.speech, &a.output) {
+                        println!("wrote {} ({:?}, {}: {} frames → {:.2} s at {} Hz)", o.display(), s.mode, s.vocoder_family, s.frames, s.seconds, s.sample_rate);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

@@ -61,13 +61,32 @@ fn translate_texts_units_and_speech() {
     assert_eq!(o.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("streamspeech/pipeline_text.json")).unwrap()).unwrap();
-    assert_eq!(got["source_text"], expected["asr"]);
-    assert_eq!(got["target_text_ctc"], expected["st"]);
-    assert_eq!(got["target_text"], expected["mt"]);
+    assert_eq!(got["asr"], expected["asr"]);
+    assert_eq!(got["translation_ctc"], expected["st"]);
+    assert_eq!(got["translation"], expected["mt"]);
+    // The ids are the dictionaries' (the detokenized text is made of exactly those pieces).
+    let ids = |k: &str| got[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!((ids("asr_ids").len(), ids("translation_ctc_ids").len(), ids("translation_ids").len()), (51, 48, 40));
+    assert!(ids("translation_ids").iter().all(|&i| (4..6000).contains(&i)), "specials are not text");
     let units = got["units"].as_array().unwrap();
     assert!(units.len() >= 10 && units.iter().all(|u| u.as_u64().unwrap() < 1000), "{units:?}");
+    assert_eq!(got["speech"]["mode"], "original");
+    assert_eq!(got["speech"]["vocoder_family"], "codehifigan");
     let r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(r.spec().sample_rate, got["speech"]["sample_rate"].as_u64().unwrap() as u32);
     assert!(r.len() > 0, "speech written");
+    // The host-facing rate asked: the same speech resampled, its length in proportion.
+    let wav48 = d.path().join("t48.wav");
+    let o = run(&[
+        "translate", p(&clip), "--translator", p(&fx.join("streamspeech/small.pt")), "--data", p(&fx.join("es-en-small")),
+        "-o", p(&wav48), "--vocoder", p(&voc), "--max-tokens", "40", "--rate", "48000", "--mode", "original",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r48 = hound::WavReader::open(&wav48).unwrap();
+    assert_eq!(r48.spec().sample_rate, 48_000);
+    let ratio = r48.len() as f64 / r.len() as f64;
+    let expected_ratio = 48_000.0 / r.spec().sample_rate as f64;
+    assert!((ratio / expected_ratio - 1.0).abs() < 0.01, "length ratio {ratio} vs {expected_ratio}");
     // A vocoder with another unit count is refused before anything runs.
     let small = unit_vocoder(d.path(), 50);
     let o = run(&[
@@ -91,4 +110,59 @@ fn inspect_recognises_a_translator_checkpoint() {
     assert_eq!(o.status.code(), Some(0));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((j["loads"].as_bool(), j["parameters"].as_u64(), j["units"].as_u64(), j["chunk_size"].as_u64()), (Some(true), Some(762_080), Some(1000), Some(8)));
+}
+
+/// Errors as in render: exit 2, one clear line, nothing written.
+#[test]
+fn translate_refuses_wrong_inputs_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = root().join("translator/tests/fixtures");
+    let clip = root().join("tests/data/es_picovoice_bat_test_es.wav");
+    let ckpt = fx.join("streamspeech/small.pt");
+    let data = fx.join("es-en-small");
+    let voc = unit_vocoder(d.path(), 1000);
+    let out = d.path().join("o.wav");
+    let json = d.path().join("o.json");
+    let refused = |args: &[&str], says: &str| {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected `{says}` in: {err}");
+        assert!(!out.exists() && !json.exists(), "{args:?} wrote an output");
+    };
+    // A data directory missing a file.
+    let partial = d.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    for e in std::fs::read_dir(&data).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            std::fs::create_dir(partial.join(e.file_name())).unwrap();
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), partial.join(e.file_name()).join(f.file_name())).unwrap();
+            }
+        } else if e.file_name() != "gcmvn.npz" {
+            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
+        }
+    }
+    refused(&["translate", p(&clip), "--translator", p(&ckpt), "--data", p(&partial), "--text", p(&json)], "gcmvn.npz");
+    // A checkpoint of another architecture (a vocoder) given as the translator.
+    let other = root().join("vocoder/tests/fixtures/grc_tiny/model_zip.pth");
+    refused(&["translate", p(&clip), "--translator", p(&other), "--data", p(&data), "--text", p(&json)], "not a StreamSpeech translator checkpoint");
+    // A mel vocoder where a unit vocoder is needed.
+    let mel = root().join("vocoder/tests/fixtures/grc_tiny/model_zip.pth");
+    refused(
+        &["translate", p(&clip), "--translator", p(&ckpt), "--data", p(&data), "-o", p(&out), "--vocoder", p(&mel)],
+        "is a mel-spectrogram vocoder; translate needs a unit vocoder",
+    );
+    // The mode asked and the vocoder's family disagree.
+    refused(
+        &["translate", p(&clip), "--translator", p(&ckpt), "--data", p(&data), "-o", p(&out), "--vocoder", p(&voc), "--mode", "modified"],
+        "--mode modified needs a UnitHiFiGAN+FiLM unit vocoder",
+    );
+    // An existing output is kept unless --force.
+    std::fs::write(&json, b"keep").unwrap();
+    let o = run(&["translate", p(&clip), "--translator", p(&ckpt), "--data", p(&data), "--text", p(&json)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&json).unwrap(), b"keep");
 }

@@ -259,6 +259,21 @@ pub struct Translation {
     pub unit_logits: candle_core::Tensor,
     /// Unit dictionary ids (the unit is id − 4).
     pub units: Vec<u32>,
+    /// Wall-clock seconds of each stage (for the benchmark and the scheduler's budget).
+    pub seconds: StageSeconds,
+}
+
+/// Seconds spent in each stage of one [`StreamSpeech::translate`] call.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageSeconds {
+    pub encoder: f64,
+    /// Both CTC heads and their greedy decoding.
+    pub ctc: f64,
+    /// Greedy decoding and the final states.
+    pub mt_decoder: f64,
+    pub t2u_encoder: f64,
+    /// The unit decoder and its CTC decoding.
+    pub unit_decoder: f64,
 }
 
 /// Special ids of fairseq dictionaries: pad, unk; the text CTC blank is 0 (upstream's agent),
@@ -289,6 +304,23 @@ impl StreamSpeech {
                 path.display(),
                 ckpt.code_calls.join(", ")
             )));
+        }
+        // Another architecture is named as such before any field is looked for.
+        match ckpt.scalars.get("cfg.model.arch").or_else(|| ckpt.scalars.get("args.arch")).map(|a| a.as_str()) {
+            Some(Some(arch)) if arch.starts_with("streamspeech") => {}
+            Some(arch) => {
+                return Err(TranslatorError::Config(format!(
+                    "{} is a fairseq `{}` checkpoint, not a StreamSpeech translator",
+                    path.display(),
+                    arch.unwrap_or("?")
+                )));
+            }
+            None => {
+                return Err(TranslatorError::Config(format!(
+                    "{} has no fairseq model config (`cfg.model` or `args`): not a StreamSpeech translator checkpoint",
+                    path.display()
+                )));
+            }
         }
         let mut cfg = StreamSpeechConfig::from_checkpoint(&ckpt, mt)?;
         if let Some(ms) = segment_ms {
@@ -332,20 +364,37 @@ impl StreamSpeech {
     /// CMVN'd features `[1, frames, 80]` → every stage: CTC pieces of the source (ASR) and the
     /// target (ST), the MT decoder's greedy target pieces (at most `max_tokens`), and units.
     pub fn translate(&self, features: &candle_core::Tensor, max_tokens: usize) -> candle_core::Result<Translation> {
+        self.translate_with_length(features, 1, max_tokens)
+    }
+
+    /// [`translate`](Self::translate) with the MT decoder's end-of-sentence barred before
+    /// `min_tokens` pieces (fairseq's `--min-len`).
+    pub fn translate_with_length(&self, features: &candle_core::Tensor, min_tokens: usize, max_tokens: usize) -> candle_core::Result<Translation> {
         use candle_core::IndexOp;
+        let mut seconds = StageSeconds::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |slot: &mut f64| {
+            *slot = clock.elapsed().as_secs_f64();
+            clock = std::time::Instant::now();
+        };
         let encoder_out = self.encoder.forward(features)?.pop().expect("at least one layer");
+        lap(&mut seconds.encoder);
         let asr_logits = self.asr.forward(&encoder_out)?.i(0)?;
         let st_logits = self.st.forward(&encoder_out)?.i(0)?;
         let asr = crate::ctc::greedy(&asr_logits, PAD, UNK, 0)?;
         let st = crate::ctc::greedy(&st_logits, PAD, UNK, 0)?;
-        let mt_tokens = self.mt.greedy(&encoder_out, 1, max_tokens)?;
+        lap(&mut seconds.ctc);
+        let mt_tokens = self.mt.greedy(&encoder_out, min_tokens.max(1), max_tokens)?;
         let mut prev = vec![self.cfg.mt.eos];
         prev.extend(&mt_tokens);
         let mt_states = self.mt.states(&prev, &encoder_out)?;
+        lap(&mut seconds.mt_decoder);
         let t2u_states = self.t2u_encoder.forward(&mt_states)?;
+        lap(&mut seconds.t2u_encoder);
         let unit_logits = self.unit_decoder.forward(&t2u_states)?.i(0)?;
         let blank = self.cfg.t2u.vocab as u32 - 1;
         let units = crate::ctc::greedy(&unit_logits, PAD, UNK, blank)?.tokens;
-        Ok(Translation { encoder_out, asr_logits, st_logits, asr, st, mt_tokens, mt_states, t2u_states, unit_logits, units })
+        lap(&mut seconds.unit_decoder);
+        Ok(Translation { encoder_out, asr_logits, st_logits, asr, st, mt_tokens, mt_states, t2u_states, unit_logits, units, seconds })
     }
 }
