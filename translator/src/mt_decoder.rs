@@ -46,19 +46,35 @@ impl Attention {
 
     /// query `[1, t, d]`, keys/values from `kv` `[1, s, kdim]`; `mask` `[t, s]` added.
     pub(crate) fn forward(&self, query: &Tensor, kv: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (k, v) = self.keys_values(kv)?;
+        self.attend(query, &k, &v, mask)
+    }
+
+    /// Keys and values of `kv` `[1, s, kdim]`, split into heads: `[1, heads, s, head_dim]` each.
+    pub(crate) fn keys_values(&self, kv: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, s, _) = kv.dims3()?;
+        let heads = |x: Tensor| x.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        Ok((heads(self.k.forward(kv)?)?, heads(self.v.forward(kv)?)?))
+    }
+
+    /// query `[1, t, d]` against keys/values already split into heads.
+    pub(crate) fn attend(&self, query: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = query.dims3()?;
-        let s = kv.dim(1)?;
-        let heads = |x: Tensor, n: usize| x.reshape((b, n, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = heads((self.q.forward(query)? * (self.head_dim as f64).powf(-0.5))?, t)?;
-        let k = heads(self.k.forward(kv)?, s)?;
-        let v = heads(self.v.forward(kv)?, s)?;
+        let q = (self.q.forward(query)? * (self.head_dim as f64).powf(-0.5))?.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?;
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
-        let y = candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out.forward(&y)
     }
+}
+
+/// One decoder layer's cached keys and values for incremental decoding: self-attention's grow
+/// by one position per step; cross-attention's are the encoder output's, projected once.
+pub(crate) struct LayerCache {
+    self_kv: Option<(Tensor, Tensor)>,
+    cross_kv: (Tensor, Tensor),
 }
 
 /// fairseq's pre-LN `TransformerDecoderLayer` (also the unit decoder's).
@@ -90,6 +106,27 @@ impl DecoderLayer {
         let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
         let h = self.encoder_attn_norm.forward(&x)?;
         let x = (self.encoder_attn.forward(&h, enc, None)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
+    }
+
+    pub(crate) fn cache(&self, enc: &Tensor) -> Result<LayerCache> {
+        Ok(LayerCache { self_kv: None, cross_kv: self.encoder_attn.keys_values(enc)? })
+    }
+
+    /// The newest position only, `x` `[1, 1, d]`: it attends to every earlier position (the
+    /// cache) and itself, which is what the causal mask lets the last row see.
+    pub(crate) fn step(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
+        let h = self.self_attn_norm.forward(x)?;
+        let (k, v) = self.self_attn.keys_values(&h)?;
+        let (k, v) = match cache.self_kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        let x = (self.self_attn.attend(&h, &k, &v, None)? + x)?;
+        cache.self_kv = Some((k, v));
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.attend(&h, &cache.cross_kv.0, &cache.cross_kv.1, None)? + &x)?;
         let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
         self.fc2.forward(&h)? + &x
     }
@@ -146,6 +183,18 @@ impl MtDecoder {
         self.output.forward(&self.states(tokens, enc)?)
     }
 
+    /// Logits `[vocab]` of the token at `position` (0-based) given the earlier ones in `caches`.
+    fn step(&self, token: u32, position: usize, caches: &mut [LayerCache]) -> Result<Tensor> {
+        let dev = self.positions.device();
+        let id = Tensor::new(&[token], dev)?.unsqueeze(0)?;
+        let pos = self.positions.narrow(0, self.cfg.padding_idx + 1 + position, 1)?.unsqueeze(0)?;
+        let mut x = ((self.embed.forward(&id)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            x = layer.step(&x, cache)?;
+        }
+        self.output.forward(&self.norm.forward(&x)?)?.i((0, 0))
+    }
+
     /// The final states after the decoder's LayerNorm, `[1, len, d]`: what the T2U encoder
     /// reads (upstream: `inner_states[-1]` through `layer_norm`).
     pub fn states(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
@@ -163,10 +212,15 @@ impl MtDecoder {
 
     /// Greedy decoding: from EOS, the arg-max token each step, until EOS (at least `min_len`
     /// tokens before it is accepted) or `max_len` tokens. Returns the tokens without EOS.
+    ///
+    /// Incremental, as fairseq's generator decodes: each step runs only the newest position
+    /// against cached keys/values (the encoder's projected once), so a step costs one token, not
+    /// the whole prefix; the logits equal [`forward`](Self::forward)'s last row.
     pub fn greedy(&self, enc: &Tensor, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
         let mut tokens = vec![self.cfg.eos];
+        let mut caches = self.layers.iter().map(|l| l.cache(enc)).collect::<Result<Vec<_>>>()?;
         while tokens.len() <= max_len {
-            let logits = self.forward(&tokens, enc)?.i((0, tokens.len() - 1))?;
+            let logits = self.step(*tokens.last().expect("starts with EOS"), tokens.len() - 1, &mut caches)?;
             let logits = if tokens.len() - 1 < min_len {
                 // fairseq forbids EOS before min_len.
                 let mut v = logits.to_vec1::<f32>()?;

@@ -17,6 +17,9 @@
 //! - `cargo xtask bench [--reference] [--seconds S]`: the CPU speed benchmark (release), ours vs
 //!   stock candle (and, with `--reference`, PyTorch and onnxruntime through
 //!   `scripts/bench_reference.py`); see `engine/benches/speed.rs`.
+//! - `cargo xtask bench-translate [--seconds S] [--reference --python PY --streamspeech DIR]`: the
+//!   translator's speed and memory with the full-size generated es→en model and CodeHiFiGAN (and
+//!   upstream PyTorch on the same files); see `cli/benches/translate.rs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         Some("install") => install(),
         Some("models") => fetch_models(),
         Some("bench") => bench(&args[1..]),
+        Some("bench-translate") => bench_translate(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
@@ -108,6 +112,14 @@ fn screenshot(extra: &[String]) -> Result<()> {
         bail!("the window screenshot failed its checks ({status}); see target/window/");
     }
     Ok(())
+}
+
+/// The translator's benchmark (`cli/benches/translate.rs`): needs no model files (it generates
+/// the full-size checkpoints it measures).
+fn bench_translate(extra: &[String]) -> Result<()> {
+    let mut args = vec!["bench", "-p", "streamspeech-cli", "--bench", "translate", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
 }
 
 fn bench(extra: &[String]) -> Result<()> {
