@@ -257,8 +257,9 @@ pub fn inspect(path: &Path, data: Option<&Path>, json: bool) -> Option<std::proc
         match &cfg {
             Ok(c) => {
                 println!(
-                    "encoder: {} conformer layers, d {}, FFN {}, {} heads, chunk {:?}; MT decoder: {} layers, d {}; T2U: {} encoder + {} unit decoder layers, d {}, ×{} upsampling; {} units",
-                    c.encoder.layers, c.encoder.layer.embed_dim, c.encoder.layer.ffn_embed_dim, c.encoder.layer.attention_heads, c.encoder.attention_chunk,
+                    "encoder: {} conformer layers, d {}, FFN {}, {} heads, {}; MT decoder: {} layers, d {}; T2U: {} encoder + {} unit decoder layers, d {}, ×{} upsampling; {} units",
+                    c.encoder.layers, c.encoder.layer.embed_dim, c.encoder.layer.ffn_embed_dim, c.encoder.layer.attention_heads,
+                    c.encoder.attention_chunk.map(|n| format!("chunks of {n} frames")).unwrap_or_else(|| "full attention".into()),
                     c.mt.layers, c.mt.embed_dim, c.t2u.encoder_layers, c.t2u.decoder_layers, c.t2u.embed_dim, c.t2u.ctc_upsample_rate, c.t2u.vocab.saturating_sub(5)
                 );
                 if data.is_none() {
