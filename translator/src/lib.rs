@@ -15,6 +15,8 @@
 //!   upstream's.
 //!
 //! - [`data`]: the data directory (CMVN, dictionaries, multitask config) and detokenization.
+//! - [`simultaneous`]: StreamSpeech's simultaneous policy, segment by segment as upstream's agent
+//!   runs it (traces equal upstream's).
 //! - [`synthetic`]: a full-size checkpoint in the real fairseq format with generated weights, for
 //!   the memory test and the benchmark.
 
@@ -26,6 +28,7 @@ pub mod error;
 pub mod fbank;
 pub mod model;
 pub mod mt_decoder;
+pub mod simultaneous;
 pub mod subsampler;
 pub mod synthetic;
 pub mod t2u;

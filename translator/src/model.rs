@@ -243,6 +243,8 @@ pub struct StreamSpeech {
     pub mt: crate::mt_decoder::MtDecoder,
     pub t2u_encoder: crate::t2u::T2uEncoder,
     pub unit_decoder: crate::t2u::UnitDecoder,
+    /// Where the weights live (inputs go there too).
+    pub device: candle_core::Device,
 }
 
 /// Every stage's output for one utterance (whole-utterance inference with the model's chunk
@@ -356,6 +358,7 @@ impl StreamSpeech {
                 t2u_encoder: crate::t2u::T2uEncoder::new(&cfg.t2u, vb.pp("synthesizer_encoder"))?,
                 unit_decoder: crate::t2u::UnitDecoder::new(&cfg.t2u, vb.pp("decoder"))?,
                 cfg: cfg.clone(),
+                device: device.clone(),
             })
         };
         Ok((build().map_err(vocoder::VocoderError::from)?, report))

@@ -4,7 +4,7 @@
 //! cross-attention to the speech encoder whose width may differ, ReLU FFN), final LayerNorm, and
 //! the output projection tied to the embeddings. Greedy decoding from EOS until EOS.
 
-use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,10 +102,15 @@ impl DecoderLayer {
     }
 
     pub(crate) fn forward(&self, x: &Tensor, enc: &Tensor, causal: &Tensor) -> Result<Tensor> {
+        self.forward_masked(x, enc, causal, None)
+    }
+
+    /// [`forward`](Self::forward) with `enc_mask` `[1, s]` added to the cross-attention scores.
+    pub(crate) fn forward_masked(&self, x: &Tensor, enc: &Tensor, causal: &Tensor, enc_mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.self_attn_norm.forward(x)?;
         let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
         let h = self.encoder_attn_norm.forward(&x)?;
-        let x = (self.encoder_attn.forward(&h, enc, None)? + &x)?;
+        let x = (self.encoder_attn.forward(&h, enc, enc_mask)? + &x)?;
         let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
         self.fc2.forward(&h)? + &x
     }
@@ -198,52 +203,107 @@ impl MtDecoder {
     /// The final states after the decoder's LayerNorm, `[1, len, d]`: what the T2U encoder
     /// reads (upstream: `inner_states[-1]` through `layer_norm`).
     pub fn states(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
-        let n = tokens.len();
+        let pad = self.cfg.padding_idx as u32;
         let ids = Tensor::new(tokens, enc.device())?.unsqueeze(0)?;
-        // Positions of non-pad tokens start at padding_idx + 1.
-        let pos = self.positions.narrow(0, self.cfg.padding_idx + 1, n)?.unsqueeze(0)?;
+        // fairseq's make_positions: the k-th non-pad token has position padding_idx + k; a pad
+        // token position padding_idx, the table's zero row.
+        let mut seen = 0;
+        let rows: Vec<u32> = tokens
+            .iter()
+            .map(|&t| {
+                if t == pad {
+                    pad
+                } else {
+                    seen += 1;
+                    pad + seen
+                }
+            })
+            .collect();
+        let pos = self.positions.index_select(&Tensor::new(rows, enc.device())?, 0)?.unsqueeze(0)?;
         let mut x = ((self.embed.forward(&ids)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
-        let causal = causal_mask(n, enc.device())?;
+        // Pad tokens are masked as keys (fairseq's self-attention padding mask).
+        let pads: Vec<bool> = tokens.iter().map(|&t| t == pad).collect();
+        let causal = causal_mask_with_pads(&pads, enc.device())?;
         for layer in &self.layers {
             x = layer.forward(&x, enc, &causal)?;
         }
         self.norm.forward(&x)
     }
 
-    /// Greedy decoding: from EOS, the arg-max token each step, until EOS (at least `min_len`
-    /// tokens before it is accepted) or `max_len` tokens. Returns the tokens without EOS.
-    ///
-    /// Incremental, as fairseq's generator decodes: each step runs only the newest position
-    /// against cached keys/values (the encoder's projected once), so a step costs one token, not
-    /// the whole prefix; the logits equal [`forward`](Self::forward)'s last row.
+    /// Greedy decoding: from EOS, the arg-max token each step, until EOS (barred before
+    /// `min_len` tokens) or `max_len` tokens. Returns the tokens without EOS.
     pub fn greedy(&self, enc: &Tensor, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
+        self.greedy_from(&[], enc, min_len, max_len)
+    }
+
+    /// Greedy decoding after a forced `prefix`, as fairseq's `SequenceGenerator` with beam 1
+    /// runs it (StreamSpeech's agent passes the committed tokens this way): steps `prefix.len()`
+    /// … `max_len`, the arg-max of each with pad never chosen, EOS barred while the step is below
+    /// `min_len` and forced at step `max_len`. Returns prefix + new tokens, without EOS. A prefix
+    /// longer than `max_len` gets no new tokens (upstream's generator returns nothing then).
+    ///
+    /// Incremental: each step runs only the newest position against cached keys/values (the
+    /// encoder's projected once, the prefix's in one pass), so a step costs one token, not the
+    /// whole prefix; the logits equal [`forward`](Self::forward)'s last row.
+    pub fn greedy_from(&self, prefix: &[u32], enc: &Tensor, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
         let mut tokens = vec![self.cfg.eos];
+        tokens.extend_from_slice(prefix);
+        if prefix.len() >= max_len {
+            return Ok(prefix.to_vec());
+        }
         let mut caches = self.layers.iter().map(|l| l.cache(enc)).collect::<Result<Vec<_>>>()?;
-        while tokens.len() <= max_len {
-            let logits = self.step(*tokens.last().expect("starts with EOS"), tokens.len() - 1, &mut caches)?;
-            let logits = if tokens.len() - 1 < min_len {
-                // fairseq forbids EOS before min_len.
-                let mut v = logits.to_vec1::<f32>()?;
-                v[self.cfg.eos as usize] = f32::NEG_INFINITY;
-                Tensor::new(v, enc.device())?
-            } else {
-                logits
-            };
-            let next = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_scalar::<u32>()?;
+        let mut logits = self.prefill(&tokens, &mut caches)?;
+        let (pad, eos) = (self.cfg.padding_idx, self.cfg.eos as usize);
+        loop {
+            let step = tokens.len() - 1;
+            let mut v = logits.to_vec1::<f32>()?;
+            v[pad] = f32::NEG_INFINITY;
+            if step >= max_len {
+                break;
+            }
+            if step < min_len {
+                v[eos] = f32::NEG_INFINITY;
+            }
+            // NaN never wins (fairseq sets NaN log-probabilities to −∞); ties go to the lowest id.
+            let next = v.iter().enumerate().fold((eos, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0 as u32;
             if next == self.cfg.eos {
                 break;
             }
             tokens.push(next);
+            logits = self.step(next, tokens.len() - 1, &mut caches)?;
         }
         Ok(tokens[1..].to_vec())
     }
+
+    /// Runs `tokens` (from EOS) through the layers, filling `caches`; the last position's logits.
+    fn prefill(&self, tokens: &[u32], caches: &mut [LayerCache]) -> Result<Tensor> {
+        let mut logits = None;
+        for (i, &t) in tokens.iter().enumerate() {
+            logits = Some(self.step(t, i, caches)?);
+        }
+        Ok(logits.expect("at least EOS"))
+    }
+
 }
 
-/// `[n, n]`: 0 on and below the diagonal, −∞ above (keys after the query are not seen).
-pub(crate) fn causal_mask(n: usize, device: &Device) -> Result<Tensor> {
+/// `[n, n]`: 0 on and below the diagonal, −∞ above (keys after the query are not seen), and
+/// −∞ in the columns of pad positions (keys nobody sees).
+pub(crate) fn causal_mask_with_pads(pads: &[bool], device: &Device) -> Result<Tensor> {
+    let n = pads.len();
     let mut m = vec![0f32; n * n];
     for i in 0..n {
-        m[i * n + i + 1..(i + 1) * n].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+        for j in 0..n {
+            if j > i || pads[j] {
+                m[i * n + j] = f32::NEG_INFINITY;
+            }
+        }
     }
     Tensor::from_vec(m, (n, n), device)
 }
+
+/// `[1, n]`: −∞ for pad positions, added to every query's scores (a key padding mask).
+pub(crate) fn key_padding_mask(pads: &[bool], device: &Device) -> Result<Tensor> {
+    let m: Vec<f32> = pads.iter().map(|&p| if p { f32::NEG_INFINITY } else { 0.0 }).collect();
+    Tensor::from_vec(m, (1, pads.len()), device)
+}
+

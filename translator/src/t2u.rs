@@ -13,7 +13,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
-use crate::mt_decoder::{Attention, DecoderLayer, causal_mask, sinusoidal_table};
+use crate::mt_decoder::{Attention, DecoderLayer, causal_mask_with_pads, key_padding_mask, sinusoidal_table};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct T2uConfig {
@@ -71,7 +71,13 @@ impl T2uEncoder {
 
     /// MT decoder states `[1, n, d]` → `[1, n, d]`, each state seeing only those before it.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mask = causal_mask(x.dim(1)?, x.device())?;
+        self.forward_masked(x, &vec![false; x.dim(1)?])
+    }
+
+    /// [`forward`](Self::forward) with the states of pad tokens (`pads`) masked as keys, as
+    /// upstream passes the MT decoder's padding mask.
+    pub fn forward_masked(&self, x: &Tensor, pads: &[bool]) -> Result<Tensor> {
+        let mask = causal_mask_with_pads(pads, x.device())?;
         let mut x = x.clone();
         for layer in &self.layers {
             x = layer.forward(&x, &mask)?;
@@ -108,13 +114,22 @@ impl UnitDecoder {
 
     /// T2U states `[1, n, d]` → unit logits `[1, n · ctc_upsample_rate, vocab]`.
     pub fn forward(&self, states: &Tensor) -> Result<Tensor> {
+        self.forward_masked(states, &vec![false; states.dim(1)?])
+    }
+
+    /// [`forward`](Self::forward) with the states of pad tokens (`pads`) masked: as keys of the
+    /// cross-attention, and their upsampled frames as keys of the self-attention. Their frames
+    /// are still decoded (upstream emits units from them too).
+    pub fn forward_masked(&self, states: &Tensor, pads: &[bool]) -> Result<Tensor> {
         let (b, n, d) = states.dims3()?;
         let r = self.cfg.ctc_upsample_rate;
         let x = states.unsqueeze(2)?.broadcast_as((b, n, r, d))?.reshape((b, n * r, d))?;
         let mut x = x.broadcast_add(&self.position)?;
-        let mask = causal_mask(n * r, states.device())?;
+        let frame_pads: Vec<bool> = pads.iter().flat_map(|&p| std::iter::repeat_n(p, r)).collect();
+        let mask = causal_mask_with_pads(&frame_pads, states.device())?;
+        let cross = if pads.iter().any(|&p| p) { Some(key_padding_mask(pads, states.device())?) } else { None };
         for layer in &self.layers {
-            x = layer.forward(&x, states, &mask)?;
+            x = layer.forward_masked(&x, states, &mask, cross.as_ref())?;
         }
         self.output.forward(&self.norm.forward(&x)?)
     }

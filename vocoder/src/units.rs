@@ -493,6 +493,17 @@ impl UnitVocoder {
         Ok(out)
     }
 
+    /// The duration predictor's frames per unit for a whole unit sequence (what
+    /// [`synthesize`](Self::synthesize) with duration prediction expands by), without running the
+    /// generator: StreamSpeech's agent sizes each emission from the durations of the newest units.
+    pub fn predict_durations(&self, units: &[i64]) -> Result<Vec<u32>, VocoderError> {
+        let units = self.clean_units(units)?;
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.predictor()?.durations(&self.embed(&units)?)?)
+    }
+
     /// Whole-sequence synthesis.
     pub fn synthesize(&self, units: &[i64], speaker: Option<u32>, dur_prediction: bool, cond: Option<&Conditioning>) -> Result<UnitOutput, VocoderError> {
         let units = self.clean_units(units)?;

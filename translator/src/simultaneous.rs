@@ -1,0 +1,236 @@
+//! StreamSpeech's simultaneous policy, exactly as upstream's agent runs it
+//! (`agent/speech_to_speech.streamspeech.agent.py`, `StreamSpeechS2STAgent.policy`), one call per
+//! source segment as SimulEval's evaluator makes them:
+//!
+//! 1. Features over the whole source so far (whole 10 ms frames), CMVN, the encoder with the
+//!    segment's chunk sizes, both CTC heads (greedy).
+//! 2. Until the source ends: READ unless the ASR and the ST CTC outputs both grew by ≥
+//!    `stride_n` over their largest lengths so far; the target length is the ST output's length
+//!    (+1 with whole words, segments ≥ 640 ms); READ if that adds no token to the committed ones.
+//! 3. Greedy MT decoding of the new tokens after the committed ones (fairseq's generator: pad
+//!    never chosen, end-of-sentence forced at the length cap). With whole words the result is cut
+//!    back before the last word start (`▁`); READ if nothing is left.
+//! 4. READ if the tokens did not change (or the MT input did not grow); else the MT decoder's
+//!    states for `[eos, tokens…]` → T2U encoder → unit decoder → CTC units over everything, and
+//!    the units beyond those already emitted are written.
+//! 5. At the source end: decode to end-of-sentence, at most 100 tokens *in total* as upstream's
+//!    generator counts them (`max_len_b = 100` includes the committed prefix), write the rest,
+//!    reset. With whole words the final MT input carries an extra pad position (`[eos, t…, pad]`)
+//!    whose T2U frames can emit units, as upstream's.
+//!
+//! Where upstream breaks, ours does not: with more than 100 committed tokens at the source end
+//! upstream's generator returns nothing and the agent crashes; ours adds no token (what upstream
+//! does with exactly 100) and finishes. A source that ends before one feature frame finishes
+//! with nothing written.
+//!
+//! The agent is pure: samples in, decisions and units out. The caller voices the units; upstream
+//! emits, from a vocoding of all units, the audio of the newest ones (their predicted durations ×
+//! the hop).
+
+use candle_core::{IndexOp, Tensor};
+
+use crate::fbank::{Fbank, FbankConfig, GlobalCmvn};
+use crate::model::StreamSpeech;
+
+/// The agent's settings (upstream's command-line defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// The source segment (ms of input per policy call).
+    pub segment_ms: usize,
+    /// `--stride-n`: CTC growth needed to write, and the target-length granularity.
+    pub stride_n: usize,
+    /// `--lagging-k1`: target tokens held back from the ST CTC length.
+    pub lagging_k1: usize,
+    /// Whole-word output (upstream: segments ≥ 640 ms).
+    pub whole_word: bool,
+    /// Upstream's generator's length cap at the source end (`max_len_b`), prefix included.
+    pub final_max_tokens: usize,
+}
+
+impl PolicyConfig {
+    pub fn for_segment(segment_ms: usize) -> Self {
+        PolicyConfig { segment_ms, stride_n: 1, lagging_k1: 0, whole_word: segment_ms >= 640, final_max_tokens: 100 }
+    }
+}
+
+/// What one policy call decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Read,
+    /// New units to voice (`units` is every unit so far; `new_units` its tail beyond those
+    /// already emitted). `finished`: the source ended and the translation is complete.
+    Write { units: Vec<u32>, new_units: Vec<u32>, finished: bool },
+    /// The source ended with nothing more to say.
+    Finish,
+}
+
+/// One policy call's record: what the agent saw and decided (the fields upstream's trace has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub action: Action,
+    pub asr_ids: Vec<u32>,
+    pub st_ids: Vec<u32>,
+    /// The committed translation (target dictionary ids), cumulative.
+    pub translation_ids: Vec<u32>,
+    /// The MT decoder input of this call's write (`[eos, tokens…]`, maybe a pad).
+    pub mt_input: Option<Vec<u32>>,
+    pub frames: usize,
+}
+
+/// Per-utterance state (upstream's agent attributes).
+#[derive(Debug, Default)]
+struct State {
+    src_ctc_len: usize,
+    tgt_ctc_len: usize,
+    committed: Option<Vec<u32>>,
+    mt_input: Option<Vec<u32>>,
+    units: Option<Vec<u32>>,
+}
+
+pub struct SimultaneousAgent<'m> {
+    model: &'m StreamSpeech,
+    cfg: PolicyConfig,
+    front: Fbank,
+    cmvn: GlobalCmvn,
+    /// Per target id: does its piece start a word (`▁`)?
+    word_start: Vec<bool>,
+    source: Vec<f32>,
+    state: State,
+}
+
+const PAD: u32 = 1;
+const UNK: u32 = 3;
+const EOS: u32 = 2;
+
+impl<'m> SimultaneousAgent<'m> {
+    /// `model` loaded for `cfg.segment_ms` (its encoder chunks set as the agent sets them:
+    /// [`StreamSpeech::load_for_segment`]); `target` the target dictionary.
+    pub fn new(model: &'m StreamSpeech, cfg: PolicyConfig, cmvn: GlobalCmvn, target: &crate::data::Dictionary) -> Result<Self, crate::TranslatorError> {
+        let word_start = target.symbols.iter().map(|s| s.starts_with('\u{2581}')).collect();
+        Ok(SimultaneousAgent { model, cfg, front: Fbank::new(FbankConfig::default())?, cmvn, word_start, source: Vec::new(), state: State::default() })
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    /// Source samples (16 kHz) per policy call, as SimulEval sends them.
+    pub fn samples_per_segment(&self) -> usize {
+        (self.cfg.segment_ms * 16_000).div_ceil(1000)
+    }
+
+    /// Samples received for the current utterance.
+    pub fn source_len(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Forgets the utterance (upstream's `reset`).
+    pub fn reset(&mut self) {
+        self.source.clear();
+        self.state = State::default();
+    }
+
+    /// Appends `samples` (16 kHz mono) and runs the policy once; `finished` marks the source's
+    /// end (the agent then completes the translation and resets).
+    pub fn push(&mut self, samples: &[f32], finished: bool) -> candle_core::Result<Step> {
+        self.source.extend_from_slice(samples);
+        let step = self.policy(finished)?;
+        if finished {
+            self.reset();
+        }
+        Ok(step)
+    }
+
+    fn policy(&mut self, finished: bool) -> candle_core::Result<Step> {
+        let model = self.model;
+        let dev = model.device.clone();
+        let (mut feats, frames) = self.front.compute(&self.source);
+        let mut step = Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: self.committed(), mt_input: None, frames };
+        if frames == 0 {
+            if finished {
+                step.action = Action::Finish;
+            }
+            return Ok(step);
+        }
+        self.cmvn.apply(&mut feats);
+        let features = Tensor::from_vec(feats, (1, frames, 80), &dev)?;
+        let enc = model.encoder.forward(&features)?.pop().expect("at least one layer");
+        let asr = crate::ctc::greedy(&model.asr.forward(&enc)?.i(0)?, PAD, UNK, 0)?.tokens;
+        let st = crate::ctc::greedy(&model.st.forward(&enc)?.i(0)?, PAD, UNK, 0)?.tokens;
+        step.asr_ids = asr.clone();
+        step.st_ids = st.clone();
+        let (n, s) = (self.cfg.stride_n.max(1), &mut self.state);
+        let max_len = if !finished {
+            if asr.len() < s.src_ctc_len + n || st.len() < s.tgt_ctc_len + n {
+                return Ok(step);
+            }
+            s.src_ctc_len = s.src_ctc_len.max(asr.len());
+            s.tgt_ctc_len = s.tgt_ctc_len.max(st.len());
+            let mut target = (st.len().saturating_sub(self.cfg.lagging_k1) / n) * n;
+            if self.cfg.whole_word {
+                target += 1;
+            }
+            let have = s.committed.as_ref().map_or(0, Vec::len);
+            if target < have + 1 {
+                return Ok(step);
+            }
+            target
+        } else {
+            self.cfg.final_max_tokens
+        };
+        let prefix = s.committed.clone().unwrap_or_default();
+        let mut tokens = model.mt.greedy_from(&prefix, &enc, 1, max_len)?;
+        // fairseq's hypothesis ends with EOS: `len(tokens) + 1` pieces before trimming.
+        let mut hypothesis_len = tokens.len() + 1;
+        if self.cfg.whole_word && !finished {
+            // Back to before the last piece that starts a word (the word may go on).
+            let j = (0..tokens.len()).rev().find(|&j| self.word_start.get(tokens[j] as usize).copied().unwrap_or(false)).unwrap_or(0);
+            tokens.truncate(j);
+            hypothesis_len = j;
+            if j == 0 {
+                return Ok(step);
+            }
+        }
+        let width = hypothesis_len + usize::from(self.cfg.whole_word);
+        let mut mt_input = vec![PAD; width];
+        mt_input[0] = EOS;
+        mt_input[1..=tokens.len()].copy_from_slice(&tokens);
+        if s.committed.as_ref() == Some(&tokens) {
+            if finished {
+                step.action = Action::Finish;
+            }
+            return Ok(step);
+        }
+        s.committed = Some(tokens.clone());
+        step.translation_ids = tokens;
+        if !finished && let Some(prev) = &s.mt_input && (*prev == mt_input || mt_input.len() <= prev.len()) {
+            return Ok(step);
+        }
+        s.mt_input = Some(mt_input.clone());
+        step.mt_input = Some(mt_input.clone());
+        let pads: Vec<bool> = mt_input.iter().map(|&t| t == PAD).collect();
+        let states = model.mt.states(&mt_input, &enc)?;
+        let t2u = model.t2u_encoder.forward_masked(&states, &pads)?;
+        let logits = model.unit_decoder.forward_masked(&t2u, &pads)?.i(0)?;
+        let blank = model.cfg.t2u.vocab as u32 - 1;
+        let ids = crate::ctc::greedy(&logits, PAD, UNK, blank)?.tokens;
+        // Unit dictionary: <s>, <pad>, </s>, <unk>, then units 0…; `<s>`/`</s>` are dropped.
+        let units_out = model.cfg.t2u.vocab.saturating_sub(5) as u32;
+        let units: Vec<u32> = ids.iter().filter(|&&u| (4..4 + units_out).contains(&u)).map(|u| u - 4).collect();
+        let emitted = s.units.as_ref().map_or(0, Vec::len);
+        let new_units: Vec<u32> = units.get(emitted..).unwrap_or(&[]).to_vec();
+        if units.is_empty() || new_units.is_empty() {
+            if finished {
+                step.action = Action::Finish;
+            }
+            return Ok(step);
+        }
+        s.units = Some(units.clone());
+        step.action = Action::Write { units, new_units, finished };
+        Ok(step)
+    }
+
+    fn committed(&self) -> Vec<u32> {
+        self.state.committed.clone().unwrap_or_default()
+    }
+}
