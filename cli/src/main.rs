@@ -168,9 +168,20 @@ struct TranslateCmdArgs {
     /// Most target pieces the MT decoder emits.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_tokens: u32,
-    /// Write the texts and units as JSON.
+    /// Write the texts and units as JSON (whole-utterance runs).
     #[arg(long)]
     text: Option<PathBuf>,
+    /// Translate simultaneously: StreamSpeech's policy segment by segment (--segment-ms), the
+    /// speech placed on the listener's timeline (-o at the input's length plus the tail).
+    #[arg(long)]
+    simultaneous: bool,
+    /// With --simultaneous: per segment the decision, texts so far, new units and when the
+    /// listener hears them (JSON).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
+    /// With --simultaneous: the translation as subtitles timed by its speech.
+    #[arg(long)]
+    srt: Option<PathBuf>,
     /// Overwrite outputs.
     #[arg(long)]
     force: bool,
@@ -332,8 +343,27 @@ fn main() -> ExitCode {
                 no_health_check: a.no_health_check,
                 output: a.output.as_deref(),
                 text: a.text.as_deref(),
+                simultaneous: a.simultaneous,
+                timeline: a.timeline.as_deref(),
+                srt: a.srt.as_deref(),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 force: a.force,
             };
+            if a.simultaneous {
+                return match streamspeech_cli::translate::translate_simultaneous(&args) {
+                    Ok(t) => {
+                        let writes = t.segments.iter().filter(|s| s.emitted_samples > 0).count();
+                        println!("source: {}", t.asr);
+                        println!("translation: {}", t.translation);
+                        println!(
+                            "{} segments of {} ms, {writes} with new speech; {} units; speech ends at {:.2} s of a {:.2} s input (delay {:.0} ms, most backlog {:.0} ms)",
+                            t.segments.len(), t.segment_ms, t.units, t.output_ms / 1000.0, t.input_ms / 1000.0, t.delay_ms, t.max_backlog_ms
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                };
+            }
             match streamspeech_cli::translate::translate(&args) {
                 Ok(t) => {
                     println!("source ({} pieces): {}", t.asr_ids.len(), t.asr);

@@ -74,12 +74,24 @@ pub struct TranslateArgs<'a> {
     pub no_health_check: bool,
     pub output: Option<&'a Path>,
     pub text: Option<&'a Path>,
+    /// Simultaneous: the agent's policy segment by segment, the listener's timeline.
+    pub simultaneous: bool,
+    pub timeline: Option<&'a Path>,
+    pub srt: Option<&'a Path>,
+    /// Show a progress bar (long inputs, simultaneous).
+    pub progress: bool,
     pub force: bool,
 }
 
 /// Runs the whole translation; writes the WAV and the JSON (each atomically) when asked. Every
 /// input is loaded and checked before the model runs, and nothing is written on an error.
 pub fn translate(a: &TranslateArgs) -> Result<TranslationText, String> {
+    if a.simultaneous {
+        return Err("internal: simultaneous runs go through translate_simultaneous".into());
+    }
+    if a.timeline.is_some() || a.srt.is_some() {
+        return Err("--timeline and --srt describe a simultaneous run; add --simultaneous".into());
+    }
     for p in [a.output, a.text].into_iter().flatten() {
         vocoder::files::output_target(p, a.force).map_err(|e| e.to_string())?;
     }
@@ -277,4 +289,229 @@ pub fn inspect(path: &Path, data: Option<&Path>, json: bool) -> Option<std::proc
         println!("{}", if ok { "verdict: loads (strict); translate with `streamspeech-vocoder translate`" } else { "verdict: will not load" });
     }
     Some(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// One policy call of a simultaneous run, as the timeline JSON lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentEntry {
+    pub index: usize,
+    /// Source time of the decision: the end of the input this call had.
+    pub input_ms: f64,
+    /// "READ" or "WRITE" (a final call that adds nothing is a WRITE of nothing, as upstream's).
+    pub action: &'static str,
+    /// The ASR CTC output so far (source dictionary ids) and its text.
+    pub asr_ids: Vec<u32>,
+    pub asr: String,
+    /// The committed translation so far (target dictionary ids) and its text.
+    pub translation_ids: Vec<u32>,
+    pub translation: String,
+    /// The ST CTC head's current hypothesis: where the translation is heading, not committed.
+    pub translation_tentative: String,
+    pub new_units: Vec<u32>,
+    /// Samples (at `sample_rate`) of new speech this call made available to the listener.
+    pub emitted_samples: usize,
+    /// When the listener starts hearing them (`null` without new speech).
+    pub audio_start_ms: Option<f64>,
+    /// This call's compute (policy, models, vocoder).
+    pub compute_ms: f64,
+}
+
+/// The listener's timeline of a simultaneous run (`--timeline` JSON).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timeline {
+    pub segment_ms: usize,
+    /// The rate of `emitted_samples` (the vocoder's).
+    pub sample_rate: u32,
+    /// New speech starts this long after its decision (the segment, so that its compute fits in
+    /// the next one, plus the vocoder's lookahead), or when the speech before it ends.
+    pub delay_ms: f64,
+    pub input_ms: f64,
+    /// Where the last speech ends.
+    pub output_ms: f64,
+    /// The most the queue ran behind `decision + delay_ms`.
+    pub max_backlog_ms: f64,
+    pub asr: String,
+    pub translation: String,
+    pub units: usize,
+    pub segments: Vec<SegmentEntry>,
+}
+
+/// Simultaneous translation of a file: StreamSpeech's policy (translator::simultaneous) fed the
+/// input segment by segment as upstream's evaluator feeds its agent, each new unit voiced as soon
+/// as the streaming vocoder can, and the speech placed on the listener's timeline: it starts at
+/// its decision time + [`Timeline::delay_ms`], or right after the speech before it (a queue:
+/// never overlapping, never dropped). Writes `-o` (the timeline at the input's length plus the
+/// tail, at `--rate` or the input's rate), `--timeline` JSON and `--srt` subtitles.
+pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
+    for p in [a.output, a.text, a.timeline, a.srt].into_iter().flatten() {
+        vocoder::files::output_target(p, a.force).map_err(|e| e.to_string())?;
+    }
+    if a.text.is_some() {
+        return Err("--text is the whole-utterance JSON; a simultaneous run writes --timeline".into());
+    }
+    let voice = match a.vocoder {
+        Some(p) => Voice::load(p, a)?,
+        None => return Err("--simultaneous voices the translation as it goes: give --vocoder (a unit vocoder)".into()),
+    };
+    let data = translator::data::DataDir::load(a.data).map_err(|e| e.to_string())?;
+    let (model, _) = translator::model::StreamSpeech::load_for_segment(a.translator, data.mt, Some(a.segment_ms), &candle_core::Device::Cpu)
+        .map_err(|e| format!("translator {}: {e}", a.translator.display()))?;
+    let units_out = model.cfg.t2u.vocab.saturating_sub(5);
+    let v = &voice.loaded.vocoder;
+    if v.config().num_embeddings != units_out {
+        return Err(format!("the unit vocoder takes {} units; the translator emits {units_out}", v.config().num_embeddings));
+    }
+    let input = audio_io::read_audio(a.input).map_err(|e| e.to_string())?;
+    let wave = if input.rate == 16_000 { input.mono() } else { engine::stream::resample_whole(&input.mono(), input.rate, 16_000) };
+    let cfg = translator::simultaneous::PolicyConfig::for_segment(a.segment_ms);
+    let mut agent = translator::simultaneous::SimultaneousAgent::new(&model, cfg, data.cmvn.clone(), &data.target).map_err(|e| e.to_string())?;
+    let dur = !a.no_dur_prediction && v.has_duration_predictor();
+    let mut stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
+    let rate = v.config().sampling_rate;
+    let hop = v.config().code_hop_size;
+    let delay_ms = a.segment_ms as f64 + (v.lookahead_units(dur) * hop + v.stream_lag()) as f64 * 1000.0 / rate as f64;
+    let per_call = agent.samples_per_segment();
+    let calls = wave.len().div_ceil(per_call).max(1);
+    let bar = (a.progress && wave.len() > 30 * 16_000).then(|| {
+        let b = indicatif::ProgressBar::new(calls as u64);
+        b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})").expect("template").progress_chars("=> "));
+        b.set_message("translate");
+        b
+    });
+    let mut listener: Vec<f32> = Vec::new();
+    let (mut queue_end, mut max_backlog) = (0usize, 0f64);
+    let mut segments = Vec::with_capacity(calls);
+    let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
+    let mut pos = 0;
+    while pos < wave.len() || segments.is_empty() {
+        let end = (pos + per_call).min(wave.len());
+        let finished = end >= wave.len();
+        let t = std::time::Instant::now();
+        let step = agent.push(&wave[pos..end], finished).map_err(|e| e.to_string())?;
+        pos = end;
+        let mut audio = Vec::new();
+        let (action, new_units) = match &step.action {
+            translator::simultaneous::Action::Read => ("READ", Vec::new()),
+            translator::simultaneous::Action::Write { new_units, .. } => {
+                let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
+                v.stream_push(&mut stream, &ids, finished, &mut audio).map_err(|e| e.to_string())?;
+                ("WRITE", new_units.clone())
+            }
+            translator::simultaneous::Action::Finish => {
+                v.stream_push(&mut stream, &[], true, &mut audio).map_err(|e| e.to_string())?;
+                ("WRITE", Vec::new())
+            }
+        };
+        if finished && matches!(step.action, translator::simultaneous::Action::Read) {
+            v.stream_push(&mut stream, &[], true, &mut audio).map_err(|e| e.to_string())?;
+        }
+        let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let input_ms = pos as f64 * 1000.0 / 16_000.0;
+        let audio_start_ms = (!audio.is_empty()).then(|| {
+            let due = ((input_ms + delay_ms) * rate as f64 / 1000.0).round() as usize;
+            let start = due.max(queue_end);
+            max_backlog = max_backlog.max((start - due) as f64 * 1000.0 / rate as f64);
+            if listener.len() < start + audio.len() {
+                listener.resize(start + audio.len(), 0.0);
+            }
+            listener[start..start + audio.len()].copy_from_slice(&audio);
+            queue_end = start + audio.len();
+            start as f64 * 1000.0 / rate as f64
+        });
+        unit_count += new_units.len();
+        asr_text = data.source.detokenize(&step.asr_ids);
+        translation_text = data.target.detokenize(&step.translation_ids);
+        segments.push(SegmentEntry {
+            index: segments.len(),
+            input_ms,
+            action,
+            asr: asr_text.clone(),
+            asr_ids: step.asr_ids,
+            translation: translation_text.clone(),
+            translation_ids: step.translation_ids,
+            translation_tentative: data.target.detokenize(&step.st_ids),
+            new_units,
+            emitted_samples: audio.len(),
+            audio_start_ms,
+            compute_ms,
+        });
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        if finished {
+            break;
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let timeline = Timeline {
+        segment_ms: a.segment_ms,
+        sample_rate: rate,
+        delay_ms,
+        input_ms: wave.len() as f64 * 1000.0 / 16_000.0,
+        output_ms: queue_end as f64 * 1000.0 / rate as f64,
+        max_backlog_ms: max_backlog,
+        asr: asr_text,
+        translation: translation_text,
+        units: unit_count,
+        segments,
+    };
+    // Everything is computed before anything is written.
+    let out_audio = a.output.map(|_| {
+        let input_len = (wave.len() as u64 * rate as u64 / 16_000) as usize;
+        listener.resize(listener.len().max(input_len), 0.0);
+        let out_rate = a.rate.unwrap_or(input.rate);
+        let samples = if out_rate == rate { listener.clone() } else { engine::stream::resample_whole(&listener, rate, out_rate) };
+        Audio { rate: out_rate, channels: vec![samples] }
+    });
+    if let Some(audio) = &out_audio {
+        let reasons = vocoder::units::output_health(&audio.channels[0], audio.rate);
+        if !reasons.is_empty() && timeline.units > 0 {
+            let why = reasons.join("; ");
+            if !a.no_health_check {
+                return Err(format!("the translated speech fails the health check: {why} (--no-health-check writes it anyway)"));
+            }
+            eprintln!("warning: the translated speech fails the health check: {why}; writing it anyway (--no-health-check)");
+        }
+    }
+    if let (Some(path), Some(audio)) = (a.output, &out_audio) {
+        audio_io::write_wav(path, audio, Bits::Float32, a.force).map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = a.timeline {
+        let json = serde_json::to_string_pretty(&timeline).expect("serialises");
+        vocoder::files::write_file(path, json.as_bytes(), a.force).map_err(|e| e.to_string())?;
+    }
+    if let Some(path) = a.srt {
+        vocoder::files::write_file(path, srt(&timeline, &data.target).as_bytes(), a.force).map_err(|e| e.to_string())?;
+    }
+    Ok(timeline)
+}
+
+/// Subtitles: each write's newly committed translation, from when its speech starts until the
+/// next subtitle (or its speech's end, at least 1 s).
+pub fn srt(t: &Timeline, target: &translator::data::Dictionary) -> String {
+    let mut cues: Vec<(f64, String)> = Vec::new();
+    let mut shown = 0usize;
+    for s in &t.segments {
+        if let Some(start) = s.audio_start_ms
+            && s.translation_ids.len() > shown
+        {
+            let text = target.detokenize(&s.translation_ids[shown..]);
+            shown = s.translation_ids.len();
+            if !text.is_empty() {
+                cues.push((start, text));
+            }
+        }
+    }
+    let stamp = |ms: f64| {
+        let ms = ms.max(0.0).round() as u64;
+        format!("{:02}:{:02}:{:02},{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    };
+    let mut out = String::new();
+    for (i, (start, text)) in cues.iter().enumerate() {
+        let end = cues.get(i + 1).map_or((t.output_ms).max(start + 1000.0), |n| n.0);
+        out.push_str(&format!("{}\n{} --> {}\n{}\n\n", i + 1, stamp(*start), stamp(end.max(start + 1.0)), text));
+    }
+    out
 }

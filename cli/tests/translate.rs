@@ -166,3 +166,50 @@ fn translate_refuses_wrong_inputs_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(std::fs::read(&json).unwrap(), b"keep");
 }
+
+/// `translate --simultaneous`: the policy's decisions per segment equal upstream's agent (the
+/// 320 ms trace of translator/tests/fixtures/simultaneous), and the listener's timeline keeps its
+/// rules: speech starts no earlier than its decision + the fixed delay, never overlaps, and the
+/// WAV covers the input plus the tail; the SRT cues follow the speech.
+#[test]
+fn simultaneous_timeline_equals_upstream_decisions() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = root().join("translator/tests/fixtures");
+    let clip = root().join("tests/data/es_picovoice_bat_test_es.wav");
+    let (wav, timeline, srt) = (d.path().join("s.wav"), d.path().join("s.json"), d.path().join("s.srt"));
+    let o = run(&[
+        "translate", p(&clip), "--simultaneous", "--segment-ms", "320", "--translator", p(&fx.join("streamspeech/small.pt")),
+        "--data", p(&fx.join("es-en-small")), "--vocoder", p(&fx.join("simultaneous/unit_vocoder_tiny.safetensors")),
+        "-o", p(&wav), "--timeline", p(&timeline), "--srt", p(&srt), "--no-health-check",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&timeline).unwrap()).unwrap();
+    let trace: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("simultaneous/trace_320.json")).unwrap()).unwrap();
+    let (got, want) = (t["segments"].as_array().unwrap(), trace["segments"].as_array().unwrap());
+    assert_eq!(got.len(), want.len(), "one entry per segment");
+    let delay = t["delay_ms"].as_f64().unwrap();
+    assert!(delay >= 320.0, "{delay}");
+    let mut queue_end = 0.0f64;
+    let rate = t["sample_rate"].as_f64().unwrap();
+    for (g, w) in got.iter().zip(want) {
+        for k in ["action", "asr_ids", "translation_ids", "new_units"] {
+            assert_eq!(g[k], w[k], "segment {}: {k}", g["index"]);
+        }
+        assert_eq!(g["input_ms"].as_f64().unwrap(), w["input_samples"].as_f64().unwrap() / 16.0);
+        if let Some(start) = g["audio_start_ms"].as_f64() {
+            assert!(start + 1e-6 >= g["input_ms"].as_f64().unwrap() + delay - 1000.0 / rate, "segment {}: heard before its decision + delay", g["index"]);
+            assert!(start + 1e-6 >= queue_end, "segment {}: overlaps the speech before it", g["index"]);
+            queue_end = start + g["emitted_samples"].as_f64().unwrap() * 1000.0 / rate;
+        }
+    }
+    assert!((t["output_ms"].as_f64().unwrap() - queue_end).abs() < 1.0);
+    let r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(r.spec().sample_rate, 16_000, "the input's rate");
+    let input_len = hound::WavReader::open(&clip).unwrap().len() as usize;
+    let expected = input_len.max((queue_end * 16.0).round() as usize);
+    assert!((r.len() as i64 - expected as i64).abs() <= 2, "{} samples, expected {expected}", r.len());
+    let srt = std::fs::read_to_string(&srt).unwrap();
+    let cues: Vec<&str> = srt.split("\n\n").filter(|c| !c.trim().is_empty()).collect();
+    assert!(cues.len() >= 3, "{srt}");
+    assert!(cues[0].starts_with("1\n00:00:0"), "{srt}");
+}
