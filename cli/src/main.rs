@@ -182,6 +182,10 @@ struct TranslateCmdArgs {
     /// With --simultaneous: the translation as subtitles timed by its speech.
     #[arg(long)]
     srt: Option<PathBuf>,
+    /// With --simultaneous: the input is one utterance, as upstream's evaluator feeds a file
+    /// (default: a stream, cut into utterances after 700 ms of silence or at 30 s).
+    #[arg(long)]
+    single_utterance: bool,
     /// Overwrite outputs.
     #[arg(long)]
     force: bool,
@@ -346,6 +350,7 @@ fn main() -> ExitCode {
                 simultaneous: a.simultaneous,
                 timeline: a.timeline.as_deref(),
                 srt: a.srt.as_deref(),
+                single_utterance: a.single_utterance,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 force: a.force,
             };

@@ -78,6 +78,9 @@ pub struct TranslateArgs<'a> {
     pub simultaneous: bool,
     pub timeline: Option<&'a Path>,
     pub srt: Option<&'a Path>,
+    /// Simultaneous: the input is one utterance, fed as upstream's evaluator feeds its agent (no
+    /// cut at silences or at the length cap).
+    pub single_utterance: bool,
     /// Show a progress bar (long inputs, simultaneous).
     pub progress: bool,
     pub force: bool,
@@ -295,6 +298,9 @@ pub fn inspect(path: &Path, data: Option<&Path>, json: bool) -> Option<std::proc
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SegmentEntry {
     pub index: usize,
+    /// Which utterance of the stream (silence or the length cap ends one; its texts and ids
+    /// start anew).
+    pub utterance: usize,
     /// Source time of the decision: the end of the input this call had.
     pub input_ms: f64,
     /// "READ" or "WRITE" (a final call that adds nothing is a WRITE of nothing, as upstream's).
@@ -314,6 +320,9 @@ pub struct SegmentEntry {
     pub audio_start_ms: Option<f64>,
     /// This call's compute (policy, models, vocoder).
     pub compute_ms: f64,
+    /// Feature frames the encoder ran over (the call's cost grows with them; bounded by the
+    /// utterance cap).
+    pub frames: usize,
 }
 
 /// The listener's timeline of a simultaneous run (`--timeline` JSON).
@@ -343,6 +352,7 @@ pub struct Timeline {
 /// never overlapping, never dropped). Writes `-o` (the timeline at the input's length plus the
 /// tail, at `--rate` or the input's rate), `--timeline` JSON and `--srt` subtitles.
 pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
+    use translator::simultaneous::Action;
     for p in [a.output, a.text, a.timeline, a.srt].into_iter().flatten() {
         vocoder::files::output_target(p, a.force).map_err(|e| e.to_string())?;
     }
@@ -382,28 +392,31 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
     let (mut queue_end, mut max_backlog) = (0usize, 0f64);
     let mut segments = Vec::with_capacity(calls);
     let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
+    let limits = translator::simultaneous::StreamLimits::default();
+    let (mut utterance, mut done_asr, mut done_translation): (usize, Vec<String>, Vec<String>) = (0, Vec::new(), Vec::new());
     let mut pos = 0;
     while pos < wave.len() || segments.is_empty() {
         let end = (pos + per_call).min(wave.len());
         let finished = end >= wave.len();
         let t = std::time::Instant::now();
-        let step = agent.push(&wave[pos..end], finished).map_err(|e| e.to_string())?;
+        // An input is a stream: utterances end at silence or at the length cap (unless it is
+        // one utterance, as upstream's evaluator treats a file).
+        let step = if a.single_utterance { agent.push(&wave[pos..end], finished) } else { agent.push_stream(&wave[pos..end], finished, &limits) };
+        let step = step.map_err(|e| e.to_string())?;
         pos = end;
+        let utterance_done = matches!(step.action, Action::Finish | Action::Write { finished: true, .. }) || finished;
         let mut audio = Vec::new();
         let (action, new_units) = match &step.action {
-            translator::simultaneous::Action::Read => ("READ", Vec::new()),
-            translator::simultaneous::Action::Write { new_units, .. } => {
-                let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
-                v.stream_push(&mut stream, &ids, finished, &mut audio).map_err(|e| e.to_string())?;
-                ("WRITE", new_units.clone())
-            }
-            translator::simultaneous::Action::Finish => {
-                v.stream_push(&mut stream, &[], true, &mut audio).map_err(|e| e.to_string())?;
-                ("WRITE", Vec::new())
-            }
+            Action::Read => ("READ", Vec::new()),
+            Action::Write { new_units, .. } => ("WRITE", new_units.clone()),
+            Action::Finish => ("WRITE", Vec::new()),
         };
-        if finished && matches!(step.action, translator::simultaneous::Action::Read) {
-            v.stream_push(&mut stream, &[], true, &mut audio).map_err(|e| e.to_string())?;
+        let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
+        if !ids.is_empty() || utterance_done {
+            v.stream_push(&mut stream, &ids, utterance_done, &mut audio).map_err(|e| e.to_string())?;
+        }
+        if utterance_done {
+            stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
         }
         let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
         let input_ms = pos as f64 * 1000.0 / 16_000.0;
@@ -419,22 +432,33 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
             start as f64 * 1000.0 / rate as f64
         });
         unit_count += new_units.len();
-        asr_text = data.source.detokenize(&step.asr_ids);
-        translation_text = data.target.detokenize(&step.translation_ids);
+        let asr = data.source.detokenize(&step.asr_ids);
+        let translation = data.target.detokenize(&step.translation_ids);
+        let joined = |done: &[String], current: &str| done.iter().map(String::as_str).chain([current]).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
+        asr_text = joined(&done_asr, &asr);
+        translation_text = joined(&done_translation, &translation);
         segments.push(SegmentEntry {
             index: segments.len(),
+            utterance,
             input_ms,
             action,
-            asr: asr_text.clone(),
+            asr,
             asr_ids: step.asr_ids,
-            translation: translation_text.clone(),
+            translation,
             translation_ids: step.translation_ids,
             translation_tentative: data.target.detokenize(&step.st_ids),
             new_units,
             emitted_samples: audio.len(),
             audio_start_ms,
             compute_ms,
+            frames: step.frames,
         });
+        if utterance_done {
+            let last = segments.last().expect("just pushed");
+            done_asr.push(last.asr.clone());
+            done_translation.push(last.translation.clone());
+            utterance += 1;
+        }
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -492,8 +516,11 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
 /// next subtitle (or its speech's end, at least 1 s).
 pub fn srt(t: &Timeline, target: &translator::data::Dictionary) -> String {
     let mut cues: Vec<(f64, String)> = Vec::new();
-    let mut shown = 0usize;
+    let (mut shown, mut utterance) = (0usize, 0usize);
     for s in &t.segments {
+        if s.utterance != utterance {
+            (shown, utterance) = (0, s.utterance);
+        }
         if let Some(start) = s.audio_start_ms
             && s.translation_ids.len() > shown
         {

@@ -180,7 +180,7 @@ fn simultaneous_timeline_equals_upstream_decisions() {
     let o = run(&[
         "translate", p(&clip), "--simultaneous", "--segment-ms", "320", "--translator", p(&fx.join("streamspeech/small.pt")),
         "--data", p(&fx.join("es-en-small")), "--vocoder", p(&fx.join("simultaneous/unit_vocoder_tiny.safetensors")),
-        "-o", p(&wav), "--timeline", p(&timeline), "--srt", p(&srt), "--no-health-check",
+        "-o", p(&wav), "--timeline", p(&timeline), "--srt", p(&srt), "--no-health-check", "--single-utterance",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&timeline).unwrap()).unwrap();

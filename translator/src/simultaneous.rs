@@ -74,7 +74,61 @@ pub struct Step {
     pub translation_ids: Vec<u32>,
     /// The MT decoder input of this call's write (`[eos, tokens…]`, maybe a pad).
     pub mt_input: Option<Vec<u32>>,
+    /// Feature frames this call ran the encoder over (its cost grows with them).
     pub frames: usize,
+}
+
+/// How a continuous stream (which has no sentence ends) is cut into utterances, so that the cost
+/// of a policy call stays bounded however long the stream runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLimits {
+    /// An utterance ends after this much source silence following speech.
+    pub silence_ms: usize,
+    /// A 10 ms frame is silent when its RMS is below this level (dB relative to full scale).
+    pub silence_dbfs: f32,
+    /// An utterance ends when its source reaches this length, silence or not.
+    pub max_utterance_ms: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits { silence_ms: 700, silence_dbfs: -45.0, max_utterance_ms: 30_000 }
+    }
+}
+
+/// Speech/silence bookkeeping of the current utterance (10 ms frames at 16 kHz).
+#[derive(Debug, Default)]
+struct Activity {
+    /// Samples not yet forming a whole frame.
+    partial: Vec<f32>,
+    heard_speech: bool,
+    /// Silent samples since the last speech frame.
+    silent_run: usize,
+}
+
+impl Activity {
+    /// Tracks `samples`; returns how many of them lead up to the end of a pause of `pause`
+    /// samples that follows speech (the utterance ends there), if one completes in them.
+    fn feed(&mut self, samples: &[f32], threshold: f32, pause: usize) -> Option<usize> {
+        let carried = self.partial.len();
+        self.partial.extend_from_slice(samples);
+        let whole = self.partial.len() / 160 * 160;
+        let mut cut = None;
+        for (i, frame) in self.partial[..whole].chunks_exact(160).enumerate() {
+            let rms = (frame.iter().map(|x| x * x).sum::<f32>() / 160.0).sqrt();
+            if rms >= threshold {
+                self.heard_speech = true;
+                self.silent_run = 0;
+            } else {
+                self.silent_run += 160;
+                if self.heard_speech && self.silent_run >= pause && cut.is_none() {
+                    cut = Some(((i + 1) * 160).saturating_sub(carried).min(samples.len()));
+                }
+            }
+        }
+        self.partial.drain(..whole);
+        cut
+    }
 }
 
 /// Per-utterance state (upstream's agent attributes).
@@ -96,6 +150,7 @@ pub struct SimultaneousAgent<'m> {
     word_start: Vec<bool>,
     source: Vec<f32>,
     state: State,
+    activity: Activity,
 }
 
 const PAD: u32 = 1;
@@ -107,7 +162,7 @@ impl<'m> SimultaneousAgent<'m> {
     /// [`StreamSpeech::load_for_segment`]); `target` the target dictionary.
     pub fn new(model: &'m StreamSpeech, cfg: PolicyConfig, cmvn: GlobalCmvn, target: &crate::data::Dictionary) -> Result<Self, crate::TranslatorError> {
         let word_start = target.symbols.iter().map(|s| s.starts_with('\u{2581}')).collect();
-        Ok(SimultaneousAgent { model, cfg, front: Fbank::new(FbankConfig::default())?, cmvn, word_start, source: Vec::new(), state: State::default() })
+        Ok(SimultaneousAgent { model, cfg, front: Fbank::new(FbankConfig::default())?, cmvn, word_start, source: Vec::new(), state: State::default(), activity: Activity::default() })
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -128,6 +183,35 @@ impl<'m> SimultaneousAgent<'m> {
     pub fn reset(&mut self) {
         self.source.clear();
         self.state = State::default();
+        self.activity = Activity::default();
+    }
+
+    /// One segment of a continuous stream: [`push`](Self::push), with the utterance ending by
+    /// itself once `limits.silence_ms` of silence follow speech (this call then completes its
+    /// translation with the source up to the pause's end; the rest of `samples` starts the next
+    /// utterance), or once its source reaches `limits.max_utterance_ms`. Silence before any
+    /// speech is not translated (only the last segment of it is kept, as context), so a silent
+    /// stream costs nothing. `end` marks the end of the whole stream.
+    pub fn push_stream(&mut self, samples: &[f32], end: bool, limits: &StreamLimits) -> candle_core::Result<Step> {
+        let threshold = 10f32.powf(limits.silence_dbfs / 20.0);
+        let pause = limits.silence_ms.saturating_mul(16);
+        let cut = self.activity.feed(samples, threshold, pause);
+        if !self.activity.heard_speech && !end {
+            self.source.extend_from_slice(samples);
+            let keep = self.samples_per_segment().min(self.source.len());
+            self.source.drain(..self.source.len() - keep);
+            return Ok(Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0 });
+        }
+        if let Some(k) = cut.filter(|_| !end) {
+            let step = self.push(&samples[..k], true)?;
+            // The rest begins the next utterance (read now, translated from the next call on).
+            let rest = &samples[k..];
+            self.activity.feed(rest, threshold, pause);
+            self.source.extend_from_slice(rest);
+            return Ok(step);
+        }
+        let full = (self.source.len() + samples.len()).saturating_mul(1000) >= limits.max_utterance_ms.saturating_mul(16_000);
+        self.push(samples, end || full)
     }
 
     /// Appends `samples` (16 kHz mono) and runs the policy once; `finished` marks the source's
