@@ -393,6 +393,7 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
     let mut segments = Vec::with_capacity(calls);
     let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
     let limits = translator::simultaneous::StreamLimits::default();
+    let (mut utterance_units, mut utterance_emitted): (Vec<i64>, usize) = (Vec::new(), 0);
     let (mut utterance, mut done_asr, mut done_translation): (usize, Vec<String>, Vec<String>) = (0, Vec::new(), Vec::new());
     let mut pos = 0;
     while pos < wave.len() || segments.is_empty() {
@@ -414,9 +415,20 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
         let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
         if !ids.is_empty() || utterance_done {
             v.stream_push(&mut stream, &ids, utterance_done, &mut audio).map_err(|e| e.to_string())?;
+            utterance_units.extend_from_slice(&ids);
+            utterance_emitted += audio.len();
         }
         if utterance_done {
+            // The streaming generator holds back its last `stream_lag` samples (it never sees
+            // the end); the utterance's whole vocoding has them, and its first samples are what
+            // was streamed.
+            if !utterance_units.is_empty() {
+                let whole = v.synthesize(&utterance_units, a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?.audio;
+                audio.extend_from_slice(whole.get(utterance_emitted..).unwrap_or(&[]));
+            }
             stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
+            utterance_units.clear();
+            utterance_emitted = 0;
         }
         let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
         let input_ms = pos as f64 * 1000.0 / 16_000.0;

@@ -203,6 +203,12 @@ fn simultaneous_timeline_equals_upstream_decisions() {
         }
     }
     assert!((t["output_ms"].as_f64().unwrap() - queue_end).abs() < 1.0);
+    // Every unit is heard in full: the speech adds up to a whole vocoding of the units.
+    let units: Vec<i64> = got.iter().flat_map(|g| g["new_units"].as_array().unwrap().iter().map(|u| u.as_i64().unwrap())).collect();
+    let voc = vocoder::units::load_unit_vocoder(&fx.join("simultaneous/unit_vocoder_tiny.safetensors"), None, &candle_core::Device::Cpu).unwrap();
+    let whole = voc.vocoder.synthesize(&units, None, true, None).unwrap().audio.len();
+    let heard: u64 = got.iter().map(|g| g["emitted_samples"].as_u64().unwrap()).sum();
+    assert_eq!(heard as usize, whole, "all of the units' speech");
     let r = hound::WavReader::open(&wav).unwrap();
     assert_eq!(r.spec().sample_rate, 16_000, "the input's rate");
     let input_len = hound::WavReader::open(&clip).unwrap().len() as usize;
