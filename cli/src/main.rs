@@ -364,6 +364,12 @@ fn main() -> ExitCode {
                             "{} segments of {} ms, {writes} with new speech; {} units; speech ends at {:.2} s of a {:.2} s input (delay {:.0} ms, most backlog {:.0} ms)",
                             t.segments.len(), t.segment_ms, t.units, t.output_ms / 1000.0, t.input_ms / 1000.0, t.delay_ms, t.max_backlog_ms
                         );
+                        let show = |m: &streamspeech_cli::translate::LatencyMetrics| {
+                            let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
+                            format!("AL {} ms, LAAL {} ms, AP {}, DAL {} ms, StartOffset {} ms, EndOffset {} ms", f(m.AL), f(m.LAAL), m.AP.map_or("-".into(), |x| format!("{x:.3}")), f(m.DAL), f(m.StartOffset), f(m.EndOffset))
+                        };
+                        println!("latency (SimulEval): {}", show(&t.latency.non_computation_aware));
+                        println!("latency, computation-aware: {}", show(&t.latency.computation_aware));
                         ExitCode::SUCCESS
                     }
                     Err(e) => fail(e),

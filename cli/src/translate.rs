@@ -342,7 +342,58 @@ pub struct Timeline {
     pub asr: String,
     pub translation: String,
     pub units: usize,
+    /// SimulEval's metrics for the run (`translator::latency`), scored as one instance.
+    pub latency: LatencyReport,
     pub segments: Vec<SegmentEntry>,
+}
+
+/// SimulEval's metrics: text ones over the committed target pieces (each timed by the segment
+/// that committed it), speech ones over the segments that wrote speech laid out as SimulEval lays
+/// them (at their decision time, queued) — not our listener's fixed delay.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LatencyReport {
+    /// Delays are the source consumed at each decision.
+    pub non_computation_aware: LatencyMetrics,
+    /// Delays add the compute spent since the start (as if fed as fast as it runs).
+    pub computation_aware: LatencyMetrics,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[allow(non_snake_case)]
+pub struct LatencyMetrics {
+    pub AL: Option<f64>,
+    pub LAAL: Option<f64>,
+    pub AP: Option<f64>,
+    pub DAL: Option<f64>,
+    pub StartOffset: Option<f64>,
+    pub EndOffset: Option<f64>,
+}
+
+impl From<translator::latency::Metrics> for LatencyMetrics {
+    fn from(m: translator::latency::Metrics) -> Self {
+        LatencyMetrics { AL: m.al, LAAL: m.laal, AP: m.ap, DAL: m.dal, StartOffset: m.start_offset, EndOffset: m.end_offset }
+    }
+}
+
+fn latency_report(segments: &[SegmentEntry], input_ms: f64, rate: u32) -> LatencyReport {
+    let score = |aware: bool| {
+        let (mut words, mut speech, mut shown, mut utterance, mut spent) = (Vec::new(), Vec::new(), 0usize, 0usize, 0.0);
+        for s in segments {
+            spent += s.compute_ms;
+            let at = s.input_ms + if aware { spent } else { 0.0 };
+            if s.utterance != utterance {
+                (shown, utterance) = (0, s.utterance);
+            }
+            let n = s.translation_ids.len();
+            words.extend(std::iter::repeat_n(at, n.saturating_sub(shown)));
+            shown = shown.max(n);
+            if s.emitted_samples > 0 {
+                speech.push((at, s.emitted_samples as f64 * 1000.0 / rate as f64));
+            }
+        }
+        LatencyMetrics::from(translator::latency::Metrics::compute(&words, &speech, input_ms))
+    };
+    LatencyReport { non_computation_aware: score(false), computation_aware: score(true) }
 }
 
 /// Simultaneous translation of a file: StreamSpeech's policy (translator::simultaneous) fed the
@@ -491,6 +542,7 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
         asr: asr_text,
         translation: translation_text,
         units: unit_count,
+        latency: latency_report(&segments, wave.len() as f64 * 1000.0 / 16_000.0, rate),
         segments,
     };
     // Everything is computed before anything is written.

@@ -214,6 +214,17 @@ fn simultaneous_timeline_equals_upstream_decisions() {
     let input_len = hound::WavReader::open(&clip).unwrap().len() as usize;
     let expected = input_len.max((queue_end * 16.0).round() as usize);
     assert!((r.len() as i64 - expected as i64).abs() <= 2, "{} samples, expected {expected}", r.len());
+    // The run's metrics are SimulEval's on this trace (latency_ref.json, made by SimulEval's
+    // scorers from the same upstream trace).
+    let refs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(fx.join("simultaneous/latency_ref.json")).unwrap()).unwrap();
+    let want = &refs.iter().find(|c| c["name"] == "trace_320").unwrap()["expected"];
+    let nca = &t["latency"]["non_computation_aware"];
+    for k in ["AL", "LAAL", "AP", "DAL", "StartOffset"] {
+        let (g, w) = (nca[k].as_f64().unwrap(), want[k].as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{k}: {g} vs SimulEval {w}");
+    }
+    let ca = &t["latency"]["computation_aware"];
+    assert!(ca["AL"].as_f64().unwrap() > nca["AL"].as_f64().unwrap(), "compute adds latency");
     let srt = std::fs::read_to_string(&srt).unwrap();
     let cues: Vec<&str> = srt.split("\n\n").filter(|c| !c.trim().is_empty()).collect();
     assert!(cues.len() >= 3, "{srt}");

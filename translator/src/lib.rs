@@ -15,6 +15,7 @@
 //!   upstream's.
 //!
 //! - [`data`]: the data directory (CMVN, dictionaries, multitask config) and detokenization.
+//! - [`latency`]: SimulEval's latency metrics (AL, LAAL, AP, DAL, StartOffset, EndOffset).
 //! - [`simultaneous`]: StreamSpeech's simultaneous policy, segment by segment as upstream's agent
 //!   runs it (traces equal upstream's).
 //! - [`synthetic`]: a full-size checkpoint in the real fairseq format with generated weights, for
@@ -26,6 +27,7 @@ pub mod ctc;
 pub mod encoder;
 pub mod error;
 pub mod fbank;
+pub mod latency;
 pub mod model;
 pub mod mt_decoder;
 pub mod simultaneous;
