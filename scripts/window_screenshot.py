@@ -60,7 +60,9 @@ def main():
     from PIL import ImageGrab  # pip install pillow
 
     os.makedirs(args.out, exist_ok=True)
-    env = dict(os.environ, DISPLAY=args.display, JACK_DEFAULT_SERVER=f"streamspeech-shot-{os.getpid()}",
+    # One fixed server name: JACK's registry holds few servers, and a new name per run filled it
+    # with stale entries over many runs ("Too many servers already active").
+    env = dict(os.environ, DISPLAY=args.display, JACK_DEFAULT_SERVER="streamspeech-shot",
                JACK_NO_AUDIO_RESERVATION="1")
     env.setdefault("STREAMSPEECH_VOCODER_MODELS", os.path.join(ROOT, "models"))
     log = open(os.path.join(args.out, "window.log"), "w")
