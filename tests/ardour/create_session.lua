@@ -11,6 +11,18 @@ print("ENGINE backend=" .. AudioEngine:current_backend_name() .. " rate=" .. Ses
 local tl = Session:new_audio_track(1, 2, nil, 1, "Speech", ARDOUR.PresentationInfo.max_order, ARDOUR.TrackMode.Normal, true)
 local tr = tl:front():to_track()
 assert(not tr:isnil())
+-- Ardour auto-connects a new track's outputs to the master bus from its own thread: a session
+-- saved before that ran had an unconnected track, and every export of it was silent (seen in
+-- about one run in three). Connect them here, and check.
+local engine = Session:engine()
+for i = 1, 2 do
+	local src, dst = "Speech/audio_out " .. i, "Master/audio_in " .. i
+	if not tr:output():audio(i - 1):connected_to(dst) then
+		engine:connect(src, dst)
+	end
+	assert(tr:output():audio(i - 1):connected_to(dst), src .. " is not connected to " .. dst)
+end
+print("CONNECTED Speech -> Master")
 local region = tr:bounce_range(0, nsamp, ARDOUR.InterThreadInfo(), tr:main_outs(), false, "speech")
 assert(not region:isnil(), "bounce_range failed")
 -- No region fades: Ardour's default 64-sample fade in/out would change the clip's first and last
