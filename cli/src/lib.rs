@@ -6,3 +6,15 @@ pub mod audio_io;
 pub mod render;
 pub mod report;
 pub mod translate;
+
+/// The command's progress bar (one style for every long job).
+pub fn progress_bar(len: u64, label: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    b.set_message(label.to_string());
+    b
+}

@@ -632,16 +632,7 @@ fn render_cmd(a: &RenderArgs) -> Result<(), String> {
     };
     let show = !a.quiet && input.seconds() > 1.0;
     let run = |label: &str, s: &RenderSetup| {
-        let bar = show.then(|| {
-            let b = indicatif::ProgressBar::new(input.frames() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})")
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            b.set_message(label.to_string());
-            b
-        });
+        let bar = show.then(|| streamspeech_cli::progress_bar(input.frames() as u64, label));
         let r = render::render(&input, s, &mut |done, total| {
             if let Some(b) = &bar {
                 b.set_length(total);

@@ -433,12 +433,7 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
     let delay_ms = a.segment_ms as f64 + (v.lookahead_units(dur) * hop + v.stream_lag()) as f64 * 1000.0 / rate as f64;
     let per_call = agent.samples_per_segment();
     let calls = wave.len().div_ceil(per_call).max(1);
-    let bar = (a.progress && wave.len() > 30 * 16_000).then(|| {
-        let b = indicatif::ProgressBar::new(calls as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {percent:>3}% {elapsed} (eta {eta})").expect("template").progress_chars("=> "));
-        b.set_message("translate");
-        b
-    });
+    let bar = (a.progress && wave.len() > 30 * 16_000).then(|| crate::progress_bar(calls as u64, "translate"));
     let mut listener: Vec<f32> = Vec::new();
     let (mut queue_end, mut max_backlog) = (0usize, 0f64);
     let mut segments = Vec::with_capacity(calls);
