@@ -5,7 +5,9 @@ For each committed simultaneous trace (translator/tests/fixtures/simultaneous/tr
 delays are derived as the Rust test derives them: each newly committed target piece gets the
 source time of its segment (text), each segment with speech its source time and duration (speech,
 16 kHz). Then SimulEval's scorer classes compute AL, LAAL, AP, DAL on the text delays and
-StartOffset, EndOffset on a `SpeechOutputInstance` whose `summarize()` lays the speech out, plus
+StartOffset, EndOffset and ATD (speech output: 300 ms tokens on both sides) on a
+`SpeechOutputInstance` whose `summarize()` lays the speech out; computation-aware ATD with
+`elapsed` = delay + a made-up compute of 30 ms per segment so far (the fixture's `elapsed`); plus
 hand-made edge cases (a first delay past the source's end, delays reaching the end early).
 Writes translator/tests/fixtures/simultaneous/latency_ref.json.
 
@@ -29,7 +31,7 @@ def main():
     a = ap.parse_args()
     sys.path.insert(0, str(a.streamspeech / "SimulEval"))
     from simuleval.evaluator.instance import SpeechOutputInstance
-    from simuleval.evaluator.scorers.latency_scorer import (ALScorer, APScorer, DALScorer, EndOffsetScorer,
+    from simuleval.evaluator.scorers.latency_scorer import (ALScorer, APScorer, ATDScorer, DALScorer, EndOffsetScorer,
                                                             LAALScorer, StartOffsetScorer)
 
     out_dir = tempfile.mkdtemp()
@@ -60,6 +62,9 @@ def main():
                 prev_end = start + self.durations[i]
                 self.intervals.append([start, self.durations[i]])
 
+    def elapsed_of(speech):
+        return [d + 30.0 * (i + 1) for i, (d, _) in enumerate(speech)]
+
     def score(words, speech, source_ms):
         t = TextIns(words, source_ms)
         r = {}
@@ -70,6 +75,9 @@ def main():
             s = SpeechIns([d for d, _ in speech], [dur for _, dur in speech], source_ms)
             r["StartOffset"] = StartOffsetScorer().compute(s)
             r["EndOffset"] = EndOffsetScorer().compute(s)
+            r["ATD"] = ATDScorer()({0: s})
+            s.elapsed = elapsed_of(speech)
+            r["ATD_CA"] = ATDScorer(computation_aware=True)({0: s})
         return r
 
     cases = []
@@ -84,13 +92,15 @@ def main():
             if s["emitted_samples"] > 0:
                 speech.append((ms, s["emitted_samples"] / 16.0))
         source_ms = trace["segments"][-1]["input_samples"] / 16.0
-        cases.append({"name": f"trace_{seg}", "words": words, "speech": speech, "source_ms": source_ms, "expected": score(words, speech, source_ms)})
+        cases.append({"name": f"trace_{seg}", "words": words, "speech": speech, "elapsed": elapsed_of(speech), "source_ms": source_ms,
+                      "expected": score(words, speech, source_ms)})
     for name, words, speech, source_ms in [
         ("first_delay_past_the_end", [1200.0, 1300.0], [(1200.0, 500.0)], 1000.0),
         ("reaches_the_end_early", [100.0, 400.0, 1000.0, 1000.0, 1000.0], [(100.0, 900.0), (400.0, 50.0), (1000.0, 300.0)], 1000.0),
         ("gaps_in_speech", [320.0, 640.0, 960.0], [(320.0, 100.0), (960.0, 100.0)], 1280.0),
     ]:
-        cases.append({"name": name, "words": words, "speech": speech, "source_ms": source_ms, "expected": score(words, speech, source_ms)})
+        cases.append({"name": name, "words": words, "speech": speech, "elapsed": elapsed_of(speech), "source_ms": source_ms,
+                      "expected": score(words, speech, source_ms)})
     (SIMUL / "latency_ref.json").write_text(json.dumps(cases, indent=1))
     for c in cases:
         print(c["name"], c["expected"])

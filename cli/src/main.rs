@@ -366,7 +366,7 @@ fn main() -> ExitCode {
                         );
                         let show = |m: &streamspeech_cli::translate::LatencyMetrics| {
                             let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
-                            format!("AL {} ms, LAAL {} ms, AP {}, DAL {} ms, StartOffset {} ms, EndOffset {} ms", f(m.AL), f(m.LAAL), m.AP.map_or("-".into(), |x| format!("{x:.3}")), f(m.DAL), f(m.StartOffset), f(m.EndOffset))
+                            format!("AL {} ms, LAAL {} ms, AP {}, DAL {} ms, StartOffset {} ms, EndOffset {} ms, ATD {} ms", f(m.AL), f(m.LAAL), m.AP.map_or("-".into(), |x| format!("{x:.3}")), f(m.DAL), f(m.StartOffset), f(m.EndOffset), f(m.ATD))
                         };
                         println!("latency (SimulEval): {}", show(&t.latency.non_computation_aware));
                         println!("latency, computation-aware: {}", show(&t.latency.computation_aware));

@@ -320,9 +320,11 @@ pub struct SegmentEntry {
     pub audio_start_ms: Option<f64>,
     /// This call's compute (policy, models, vocoder).
     pub compute_ms: f64,
-    /// Feature frames the encoder ran over (the call's cost grows with them; bounded by the
-    /// utterance cap).
+    /// Feature frames of the utterance so far (the attention's and the MT decoder's cost
+    /// grow with them; bounded by the utterance cap).
     pub frames: usize,
+    /// Encoder frames this call computed (completed chunks are cached).
+    pub encoded_frames: usize,
 }
 
 /// The listener's timeline of a simultaneous run (`--timeline` JSON).
@@ -367,17 +369,19 @@ pub struct LatencyMetrics {
     pub DAL: Option<f64>,
     pub StartOffset: Option<f64>,
     pub EndOffset: Option<f64>,
+    pub ATD: Option<f64>,
 }
 
 impl From<translator::latency::Metrics> for LatencyMetrics {
     fn from(m: translator::latency::Metrics) -> Self {
-        LatencyMetrics { AL: m.al, LAAL: m.laal, AP: m.ap, DAL: m.dal, StartOffset: m.start_offset, EndOffset: m.end_offset }
+        LatencyMetrics { AL: m.al, LAAL: m.laal, AP: m.ap, DAL: m.dal, StartOffset: m.start_offset, EndOffset: m.end_offset, ATD: m.atd }
     }
 }
 
 fn latency_report(segments: &[SegmentEntry], input_ms: f64, rate: u32) -> LatencyReport {
     let score = |aware: bool| {
-        let (mut words, mut speech, mut shown, mut utterance, mut spent) = (Vec::new(), Vec::new(), 0usize, 0usize, 0.0);
+        let (mut words, mut speech, mut speech_elapsed) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut shown, mut utterance, mut spent) = (0usize, 0usize, 0.0);
         for s in segments {
             spent += s.compute_ms;
             let at = s.input_ms + if aware { spent } else { 0.0 };
@@ -388,10 +392,16 @@ fn latency_report(segments: &[SegmentEntry], input_ms: f64, rate: u32) -> Latenc
             words.extend(std::iter::repeat_n(at, n.saturating_sub(shown)));
             shown = shown.max(n);
             if s.emitted_samples > 0 {
-                speech.push((at, s.emitted_samples as f64 * 1000.0 / rate as f64));
+                speech.push((s.input_ms, s.emitted_samples as f64 * 1000.0 / rate as f64));
+                speech_elapsed.push(s.input_ms + spent);
             }
         }
-        LatencyMetrics::from(translator::latency::Metrics::compute(&words, &speech, input_ms))
+        let m = if aware {
+            translator::latency::Metrics::compute_aware(&words, &speech, &speech_elapsed, input_ms)
+        } else {
+            translator::latency::Metrics::compute(&words, &speech, input_ms)
+        };
+        LatencyMetrics::from(m)
     };
     LatencyReport { non_computation_aware: score(false), computation_aware: score(true) }
 }
@@ -439,7 +449,6 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
     let mut segments = Vec::with_capacity(calls);
     let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
     let limits = translator::simultaneous::StreamLimits::default();
-    let (mut utterance_units, mut utterance_emitted): (Vec<i64>, usize) = (Vec::new(), 0);
     let (mut utterance, mut done_asr, mut done_translation): (usize, Vec<String>, Vec<String>) = (0, Vec::new(), Vec::new());
     let mut pos = 0;
     while pos < wave.len() || segments.is_empty() {
@@ -460,21 +469,12 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
         };
         let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
         if !ids.is_empty() || utterance_done {
-            v.stream_push(&mut stream, &ids, utterance_done, &mut audio).map_err(|e| e.to_string())?;
-            utterance_units.extend_from_slice(&ids);
-            utterance_emitted += audio.len();
+            v.stream_push(&mut stream, &ids, false, &mut audio).map_err(|e| e.to_string())?;
         }
         if utterance_done {
-            // The streaming generator holds back its last `stream_lag` samples (it never sees
-            // the end); the utterance's whole vocoding has them, and its first samples are what
-            // was streamed.
-            if !utterance_units.is_empty() {
-                let whole = v.synthesize(&utterance_units, a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?.audio;
-                audio.extend_from_slice(whole.get(utterance_emitted..).unwrap_or(&[]));
-            }
+            // The generator's last samples need the utterance's end.
+            v.stream_finish(&mut stream, &mut audio).map_err(|e| e.to_string())?;
             stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
-            utterance_units.clear();
-            utterance_emitted = 0;
         }
         let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
         let input_ms = pos as f64 * 1000.0 / 16_000.0;
@@ -510,6 +510,7 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
             audio_start_ms,
             compute_ms,
             frames: step.frames,
+            encoded_frames: step.encoded_frames,
         });
         if utterance_done {
             let last = segments.last().expect("just pushed");

@@ -225,6 +225,8 @@ fn simultaneous_timeline_equals_upstream_decisions() {
     }
     let ca = &t["latency"]["computation_aware"];
     assert!(ca["AL"].as_f64().unwrap() > nca["AL"].as_f64().unwrap(), "compute adds latency");
+    // ATD of the speech as ours emits it (the streaming vocoder's pieces, not upstream's).
+    assert!(ca["ATD"].as_f64().unwrap() > nca["ATD"].as_f64().unwrap() && nca["ATD"].as_f64().unwrap() > 0.0, "ATD {nca} {ca}");
     let srt = std::fs::read_to_string(&srt).unwrap();
     let cues: Vec<&str> = srt.split("\n\n").filter(|c| !c.trim().is_empty()).collect();
     assert!(cues.len() >= 3, "{srt}");

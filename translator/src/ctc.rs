@@ -34,6 +34,11 @@ pub struct CtcHypothesis {
 /// skipped). `pad` and `unk` are masked. `blank`: 0 for the text heads (the agent drops id 0),
 /// the unit dictionary's blank for units.
 pub fn greedy(logits: &Tensor, pad: u32, unk: u32, blank: u32) -> Result<CtcHypothesis> {
+    Ok(collapse(&best_ids(logits, pad, unk)?, pad, blank))
+}
+
+/// The arg-max per frame of logits `[t, vocab]`, `pad` and `unk` masked (ties: the lowest id).
+pub fn best_ids(logits: &Tensor, pad: u32, unk: u32) -> Result<Vec<u32>> {
     let (_, vocab) = logits.dims2()?;
     let mut mask = vec![0f32; vocab];
     for id in [pad, unk] {
@@ -42,7 +47,11 @@ pub fn greedy(logits: &Tensor, pad: u32, unk: u32, blank: u32) -> Result<CtcHypo
         }
     }
     let mask = Tensor::from_vec(mask, (1, vocab), logits.device())?;
-    let best: Vec<u32> = logits.to_dtype(DType::F32)?.broadcast_add(&mask)?.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1()?;
+    logits.to_dtype(DType::F32)?.broadcast_add(&mask)?.argmax(D::Minus1)?.to_dtype(DType::U32)?.to_vec1()
+}
+
+/// Greedy CTC's collapse of per-frame arg-maxes: repeats merged, `blank` and `pad` dropped.
+pub fn collapse(best: &[u32], pad: u32, blank: u32) -> CtcHypothesis {
     let mut hyp = CtcHypothesis { tokens: Vec::new(), frames: Vec::new() };
     for (i, &v) in best.iter().enumerate() {
         if i > 0 && best[i - 1] == v {
@@ -53,7 +62,7 @@ pub fn greedy(logits: &Tensor, pad: u32, unk: u32, blank: u32) -> Result<CtcHypo
             hyp.frames.push(i);
         }
     }
-    Ok(hyp)
+    hyp
 }
 
 #[cfg(test)]

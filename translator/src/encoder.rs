@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use crate::conformer::{ConformerConfig, ConformerLayer, chunk_mask, rel_positions};
+use crate::conformer::{ConformerConfig, ConformerLayer, LayerCache, chunk_mask, chunk_mask_rows, rel_positions};
 use crate::subsampler::{Conv1dSubsampler, SubsamplerConfig};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +69,89 @@ impl ChunkConformerEncoder {
         }
         Ok(states)
     }
+
+    /// Encoder frames per finality step: after a whole number of these, no later input changes
+    /// an output (the attention chunk and the depthwise convolutions' chunk both end there).
+    /// None when attention or a convolution sees the whole sequence.
+    pub fn final_unit(&self) -> Option<usize> {
+        let attention = self.cfg.attention_chunk.filter(|&c| c > 0)?;
+        let mut unit = attention;
+        for layer in &self.layers {
+            let c = layer.conv_chunk()?;
+            unit = unit / gcd(unit, c) * c;
+        }
+        Some(unit)
+    }
+
+    /// Encoder frames whose outputs no later input can change, of `features` input frames.
+    pub fn final_frames(&self, features: usize) -> usize {
+        let Some(unit) = self.final_unit() else { return 0 };
+        let frames = self.subsample.final_frames(features).min(self.subsample.out_frames(features));
+        frames / unit * unit
+    }
+
+    /// The encoder's output `[1, frames', d]` for `features` `[1, frames, in_channels]`, the
+    /// whole source so far, computing only the frames after the final ones in `cache` (which
+    /// must hold this source's earlier calls: a source only grows). Equal to the last state of
+    /// [`forward`](Self::forward) on the same features (the tests bound the difference).
+    pub fn forward_incremental(&self, features: &Tensor, cache: &mut EncoderCache) -> Result<Tensor> {
+        let d = self.cfg.layer.embed_dim;
+        let n_features = features.dim(1)?;
+        if n_features < cache.features {
+            candle_core::bail!("the source shrank from {} to {n_features} feature frames: reset the encoder cache", cache.features);
+        }
+        cache.features = n_features;
+        let total = self.subsample.out_frames(n_features);
+        let offset = cache.done;
+        if offset == total && let Some(out) = &cache.output {
+            return Ok(out.clone());
+        }
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![LayerCache::default(); self.layers.len()];
+        }
+        let mut x = self.subsample.forward_from(features, offset)?;
+        if self.cfg.scale_embedding {
+            x = (x * (d as f64).sqrt())?;
+        }
+        let mut x = self.linear.forward(&x)?;
+        let keep = self.final_frames(n_features).saturating_sub(offset);
+        let mask = self.cfg.attention_chunk.map(|c| chunk_mask_rows(offset, total, c, x.device())).transpose()?;
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward_cached(&x, offset, mask.as_ref(), layer_cache, keep)?;
+        }
+        let out = match &cache.output {
+            Some(done) => Tensor::cat(&[done, &x], 1)?,
+            None => x,
+        };
+        if keep > 0 {
+            cache.output = Some(out.narrow(1, 0, offset + keep)?.contiguous()?);
+            cache.done = offset + keep;
+        }
+        Ok(out)
+    }
+}
+
+/// What [`ChunkConformerEncoder::forward_incremental`] keeps of a growing source: every layer's
+/// keys, values and convolution context for the final frames, and their outputs.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderCache {
+    /// Encoder frames whose outputs are final and cached.
+    done: usize,
+    /// Feature frames of the last call.
+    features: usize,
+    output: Option<Tensor>,
+    layers: Vec<LayerCache>,
+}
+
+impl EncoderCache {
+    /// Encoder frames whose outputs are kept (final).
+    pub fn final_frames(&self) -> usize {
+        self.done
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]

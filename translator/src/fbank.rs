@@ -100,6 +100,16 @@ impl Fbank {
         Ok(Fbank { cfg, window_len, shift, padded, window, banks, fft })
     }
 
+    /// Filter-bank channels per frame.
+    pub fn bins(&self) -> usize {
+        self.cfg.num_mel_bins
+    }
+
+    /// Samples between frame starts.
+    pub fn shift(&self) -> usize {
+        self.shift
+    }
+
     /// Frames for `n` samples (`snip_edges`: whole windows only).
     pub fn frames(&self, n: usize) -> usize {
         if n < self.window_len { 0 } else { 1 + (n - self.window_len) / self.shift }

@@ -3,7 +3,9 @@
 //! source segment as SimulEval's evaluator makes them:
 //!
 //! 1. Features over the whole source so far (whole 10 ms frames), CMVN, the encoder with the
-//!    segment's chunk sizes, both CTC heads (greedy).
+//!    segment's chunk sizes, both CTC heads (greedy). Upstream recomputes all of it every call;
+//!    ours keeps what later audio cannot change (feature frames, and the encoder's completed
+//!    chunks with their CTC arg-maxes: [`crate::encoder::EncoderCache`]) and computes the rest.
 //! 2. Until the source ends: READ unless the ASR and the ST CTC outputs both grew by ≥
 //!    `stride_n` over their largest lengths so far; the target length is the ST output's length
 //!    (+1 with whole words, segments ≥ 640 ms); READ if that adds no token to the committed ones.
@@ -45,11 +47,17 @@ pub struct PolicyConfig {
     pub whole_word: bool,
     /// Upstream's generator's length cap at the source end (`max_len_b`), prefix included.
     pub final_max_tokens: usize,
+    /// Not upstream's policy; for benchmarks with generated weights, which emit far more ST CTC
+    /// pieces than a translation has (about 20 per second) and end a sentence at once: the ST CTC
+    /// hypothesis is cut to this many pieces per second of source, and before the source ends
+    /// the MT decoder writes exactly the target length (end of sentence barred before it,
+    /// fairseq's `min_len`), so that the decoders do a real translation's work. None by default.
+    pub emulate_pieces_per_second: Option<f64>,
 }
 
 impl PolicyConfig {
     pub fn for_segment(segment_ms: usize) -> Self {
-        PolicyConfig { segment_ms, stride_n: 1, lagging_k1: 0, whole_word: segment_ms >= 640, final_max_tokens: 100 }
+        PolicyConfig { segment_ms, stride_n: 1, lagging_k1: 0, whole_word: segment_ms >= 640, final_max_tokens: 100, emulate_pieces_per_second: None }
     }
 }
 
@@ -74,8 +82,11 @@ pub struct Step {
     pub translation_ids: Vec<u32>,
     /// The MT decoder input of this call's write (`[eos, tokens…]`, maybe a pad).
     pub mt_input: Option<Vec<u32>>,
-    /// Feature frames this call ran the encoder over (its cost grows with them).
+    /// Feature frames of the source so far (what the MT decoder's cross-attention and the
+    /// encoder's attention run over).
     pub frames: usize,
+    /// Encoder frames this call computed (the rest were cached from earlier calls).
+    pub encoded_frames: usize,
 }
 
 /// How a continuous stream (which has no sentence ends) is cut into utterances, so that the cost
@@ -149,6 +160,12 @@ pub struct SimultaneousAgent<'m> {
     /// Per target id: does its piece start a word (`▁`)?
     word_start: Vec<bool>,
     source: Vec<f32>,
+    /// The source's feature frames so far (CMVN applied), `[frames][80]`.
+    features: Vec<f32>,
+    encoder: crate::encoder::EncoderCache,
+    /// The CTC heads' arg-max ids for the encoder's cached frames.
+    asr_best: Vec<u32>,
+    st_best: Vec<u32>,
     state: State,
     activity: Activity,
 }
@@ -162,7 +179,14 @@ impl<'m> SimultaneousAgent<'m> {
     /// [`StreamSpeech::load_for_segment`]); `target` the target dictionary.
     pub fn new(model: &'m StreamSpeech, cfg: PolicyConfig, cmvn: GlobalCmvn, target: &crate::data::Dictionary) -> Result<Self, crate::TranslatorError> {
         let word_start = target.symbols.iter().map(|s| s.starts_with('\u{2581}')).collect();
-        Ok(SimultaneousAgent { model, cfg, front: Fbank::new(FbankConfig::default())?, cmvn, word_start, source: Vec::new(), state: State::default(), activity: Activity::default() })
+        Ok(SimultaneousAgent { model, cfg, front: Fbank::new(FbankConfig::default())?, cmvn, word_start, source: Vec::new(),
+            features: Vec::new(),
+            encoder: Default::default(),
+            asr_best: Vec::new(),
+            st_best: Vec::new(),
+            state: State::default(),
+            activity: Activity::default(),
+        })
     }
 
     pub fn config(&self) -> &PolicyConfig {
@@ -182,8 +206,17 @@ impl<'m> SimultaneousAgent<'m> {
     /// Forgets the utterance (upstream's `reset`).
     pub fn reset(&mut self) {
         self.source.clear();
+        self.clear_source_state();
         self.state = State::default();
         self.activity = Activity::default();
+    }
+
+    /// Forgets what was computed from the source (when it is cut).
+    fn clear_source_state(&mut self) {
+        self.features.clear();
+        self.encoder = Default::default();
+        self.asr_best.clear();
+        self.st_best.clear();
     }
 
     /// One segment of a continuous stream: [`push`](Self::push), with the utterance ending by
@@ -200,7 +233,8 @@ impl<'m> SimultaneousAgent<'m> {
             self.source.extend_from_slice(samples);
             let keep = self.samples_per_segment().min(self.source.len());
             self.source.drain(..self.source.len() - keep);
-            return Ok(Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0 });
+            self.clear_source_state();
+            return Ok(Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0, encoded_frames: 0 });
         }
         if let Some(k) = cut.filter(|_| !end) {
             let step = self.push(&samples[..k], true)?;
@@ -228,19 +262,32 @@ impl<'m> SimultaneousAgent<'m> {
     fn policy(&mut self, finished: bool) -> candle_core::Result<Step> {
         let model = self.model;
         let dev = model.device.clone();
-        let (mut feats, frames) = self.front.compute(&self.source);
-        let mut step = Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: self.committed(), mt_input: None, frames };
+        let bins = self.front.bins();
+        let have = self.features.len() / bins;
+        let (mut feats, fresh) = self.front.compute(self.source.get(have * self.front.shift()..).unwrap_or(&[]));
+        self.cmvn.apply(&mut feats);
+        self.features.extend_from_slice(&feats);
+        let frames = have + fresh;
+        let mut step = Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: self.committed(), mt_input: None, frames, encoded_frames: 0 };
         if frames == 0 {
             if finished {
                 step.action = Action::Finish;
             }
             return Ok(step);
         }
-        self.cmvn.apply(&mut feats);
-        let features = Tensor::from_vec(feats, (1, frames, 80), &dev)?;
-        let enc = model.encoder.forward(&features)?.pop().expect("at least one layer");
-        let asr = crate::ctc::greedy(&model.asr.forward(&enc)?.i(0)?, PAD, UNK, 0)?.tokens;
-        let st = crate::ctc::greedy(&model.st.forward(&enc)?.i(0)?, PAD, UNK, 0)?.tokens;
+        let features = Tensor::from_slice(&self.features, (1, frames, bins), &dev)?;
+        let cached = self.encoder.final_frames();
+        let enc = model.encoder.forward_incremental(&features, &mut self.encoder)?;
+        let total = enc.dim(1)?;
+        step.encoded_frames = total - cached;
+        // Arg-maxes of the frames computed now; those that became final are kept.
+        let fresh_states = enc.narrow(1, cached, total - cached)?;
+        let now_final = self.encoder.final_frames() - cached;
+        let asr = crate::ctc::collapse(&head_ids(&model.asr, &fresh_states, &mut self.asr_best, cached, now_final)?, PAD, 0).tokens;
+        let mut st = crate::ctc::collapse(&head_ids(&model.st, &fresh_states, &mut self.st_best, cached, now_final)?, PAD, 0).tokens;
+        if let Some(rate) = self.cfg.emulate_pieces_per_second {
+            st.truncate((rate * self.source.len() as f64 / 16_000.0).ceil() as usize);
+        }
         step.asr_ids = asr.clone();
         step.st_ids = st.clone();
         let (n, s) = (self.cfg.stride_n.max(1), &mut self.state);
@@ -263,7 +310,8 @@ impl<'m> SimultaneousAgent<'m> {
             self.cfg.final_max_tokens
         };
         let prefix = s.committed.clone().unwrap_or_default();
-        let mut tokens = model.mt.greedy_from(&prefix, &enc, 1, max_len)?;
+        let min_len = if self.cfg.emulate_pieces_per_second.is_some() && !finished { max_len } else { 1 };
+        let mut tokens = model.mt.greedy_from(&prefix, &enc, min_len, max_len)?;
         // fairseq's hypothesis ends with EOS: `len(tokens) + 1` pieces before trimming.
         let mut hypothesis_len = tokens.len() + 1;
         if self.cfg.whole_word && !finished {
@@ -317,4 +365,15 @@ impl<'m> SimultaneousAgent<'m> {
     fn committed(&self) -> Vec<u32> {
         self.state.committed.clone().unwrap_or_default()
     }
+}
+
+/// A CTC head's arg-max ids over all encoder frames: `kept` holds those of the first `cached`
+/// (final) frames; `fresh` are the states after them, of which the first `now_final` just
+/// became final (their ids join `kept`).
+fn head_ids(head: &crate::ctc::CtcHead, fresh: &Tensor, kept: &mut Vec<u32>, cached: usize, now_final: usize) -> candle_core::Result<Vec<u32>> {
+    let best = crate::ctc::best_ids(&head.forward(fresh)?.i(0)?, PAD, UNK)?;
+    kept.truncate(cached);
+    let all = kept.iter().chain(&best).copied().collect();
+    kept.extend_from_slice(&best[..now_final]);
+    Ok(all)
 }

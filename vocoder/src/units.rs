@@ -534,7 +534,46 @@ impl UnitVocoder {
             dur_prediction,
             pending: Vec::new(),
             done: 0,
+            recent: Vec::new(),
+            frames: 0,
+            emitted: 0,
         })
+    }
+
+    /// Units whose audio the end of a stream depends on: the generator's lag and as much left
+    /// context again (its convolutions are about symmetric), with the duration predictor's
+    /// context, each unit lasting at least one frame. `vocoder/tests/units.rs` checks it.
+    pub fn tail_context_units(&self) -> usize {
+        let hop = self.config.code_hop_size.max(1);
+        2 * self.stream_lag().div_ceil(hop) + 2 * self.lookahead_units(true) + 8
+    }
+
+    /// Ends a stream: its remaining units, then the audio the generator still owes (its last
+    /// [`stream_lag`](Self::stream_lag) samples, which need the sequence's end), so that
+    /// everything streamed equals [`synthesize`](Self::synthesize) over all units. The owed
+    /// audio comes from a whole-sequence run over only the last units (cost independent of the
+    /// stream's length).
+    pub fn stream_finish(&self, st: &mut UnitStream, out: &mut Vec<f32>) -> Result<(), VocoderError> {
+        self.stream_push(st, &[], true, out)?;
+        let hop = self.config.code_hop_size;
+        let owed = (st.frames * hop).saturating_sub(st.emitted);
+        if owed == 0 || st.recent.is_empty() {
+            return Ok(());
+        }
+        let mut x = self.embed(&st.recent)?;
+        if st.dur_prediction {
+            let d = self.predictor()?.durations(&x)?;
+            x = self.expand(&x, &d)?;
+        }
+        let x = self.with_speaker(x, SpeakerIn { id: st.speaker, vector: st.speaker_vector.as_deref() })?;
+        let hook = st.film.as_ref().map(|p| {
+            move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
+        });
+        let y = self.generator.forward_with(&x, hook.as_ref().map(|h| h as &crate::hifigan::StageHook<'_>))?.flatten_all()?.to_vec1::<f32>()?;
+        out.extend_from_slice(&y[y.len().saturating_sub(owed)..]);
+        st.emitted += owed;
+        st.recent.clear();
+        Ok(())
     }
 
     /// Units of lookahead the stream needs before it can emit a unit's features: the duration
@@ -555,7 +594,13 @@ impl UnitVocoder {
     /// Feeds unit ids (negative ids dropped) and appends the audio that became computable.
     /// `end`: no more units follow (the duration predictor's right edge is then zero padding).
     pub fn stream_push(&self, st: &mut UnitStream, units: &[i64], end: bool, out: &mut Vec<f32>) -> Result<(), VocoderError> {
-        st.pending.extend(self.clean_units(units)?);
+        let clean = self.clean_units(units)?;
+        st.recent.extend_from_slice(&clean);
+        let keep = self.tail_context_units();
+        if st.recent.len() > 2 * keep {
+            st.recent.drain(..st.recent.len() - keep);
+        }
+        st.pending.extend(clean);
         let la = self.lookahead_units(st.dur_prediction);
         // Units [done, ready) have their durations fixed by now.
         let ready = if end { st.pending.len() } else { st.pending.len().saturating_sub(la) };
@@ -574,8 +619,11 @@ impl UnitVocoder {
         let hook = st.film.as_ref().map(|p| {
             move |i: usize, x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_mul(&p[i].0)?.broadcast_add(&p[i].1) }
         });
+        st.frames += x.dim(2)?;
         if let Some(y) = self.generator.stream_step_with(&mut st.state, &x, hook.as_ref().map(|h| h as &crate::hifigan::StageHook<'_>))? {
-            out.extend(y.flatten_all()?.to_vec1::<f32>()?);
+            let y = y.flatten_all()?.to_vec1::<f32>()?;
+            st.emitted += y.len();
+            out.extend(y);
         }
         st.done = ready;
         // Keep only the context the predictor still needs.
@@ -646,6 +694,11 @@ pub struct UnitStream {
     /// Unit ids kept for the duration predictor's context; `pending[done..]` not yet emitted.
     pending: Vec<u32>,
     done: usize,
+    /// The last units (what the end's audio depends on: [`UnitVocoder::stream_finish`]).
+    recent: Vec<u32>,
+    /// Feature frames fed to the generator, and samples it emitted.
+    frames: usize,
+    emitted: usize,
 }
 
 pub struct LoadedUnitVocoder {

@@ -99,6 +99,27 @@ fn streaming_units_equals_whole_sequence() {
             assert!(err <= TOL, "dur {dur} chunk {chunk}: stream vs whole max abs {err}");
         }
     }
+    // A finished stream is the whole synthesis, its end computed from the last units only (the
+    // stream here is far longer than that context).
+    let long: Vec<i64> = ints(&io("code_tiny"), "units").repeat(30);
+    assert!(long.len() > 3 * v.tail_context_units(), "{} units, context {}", long.len(), v.tail_context_units());
+    for dur in [false, true] {
+        let whole = v.synthesize(&long, Some(3), dur, None).unwrap().audio;
+        for chunk in [1usize, 7] {
+            let mut st = v.stream(Some(3), dur, None).unwrap();
+            let mut out = Vec::new();
+            for p in long.chunks(chunk) {
+                v.stream_push(&mut st, p, false, &mut out).unwrap();
+            }
+            v.stream_finish(&mut st, &mut out).unwrap();
+            assert_eq!(out.len(), whole.len(), "dur {dur} chunk {chunk}: a finished stream has every sample");
+            let err = max_abs_diff(&out, &whole);
+            assert!(err <= TOL, "dur {dur} chunk {chunk}: finished stream vs whole max abs {err}");
+            let tail = v.stream_lag();
+            let tail_err = max_abs_diff(&out[out.len() - tail..], &whole[whole.len() - tail..]);
+            assert!(tail_err <= TOL && whole[whole.len() - tail..].iter().any(|x| x.abs() > 1e-3), "dur {dur} chunk {chunk}: the end {tail_err}");
+        }
+    }
     assert_eq!(v.lookahead_units(true), 2, "k=3 predictor: two units of lookahead");
     assert_eq!(v.lookahead_units(false), 0);
     // FiLM, streamed.

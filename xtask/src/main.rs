@@ -20,6 +20,9 @@
 //! - `cargo xtask bench-translate [--seconds S] [--reference --python PY --streamspeech DIR]`: the
 //!   translator's speed and memory with the full-size generated es→en model and CodeHiFiGAN (and
 //!   upstream PyTorch on the same files); see `cli/benches/translate.rs`.
+//! - `cargo xtask bench-simultaneous [--seconds S] [--segment-ms MS] [--reference --python PY
+//!   --streamspeech DIR]`: per-segment compute of simultaneous translation on one thread (and
+//!   upstream's agent on the same files); see `cli/benches/simultaneous.rs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
         Some("models") => fetch_models(),
         Some("bench") => bench(&args[1..]),
         Some("bench-translate") => bench_translate(&args[1..]),
+        Some("bench-simultaneous") => bench_simultaneous(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
@@ -118,6 +122,14 @@ fn screenshot(extra: &[String]) -> Result<()> {
 /// the full-size checkpoints it measures).
 fn bench_translate(extra: &[String]) -> Result<()> {
     let mut args = vec!["bench", "-p", "streamspeech-cli", "--bench", "translate", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// The simultaneous benchmark (`cli/benches/simultaneous.rs`): generated full-size files, as
+/// the translator's benchmark.
+fn bench_simultaneous(extra: &[String]) -> Result<()> {
+    let mut args = vec!["bench", "-p", "streamspeech-cli", "--bench", "simultaneous", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }
