@@ -9,9 +9,10 @@ generated, fed segment by segment as SimulEval's evaluator does (one `pushpop` p
 - Its vocoder is built by the agent from a placeholder checkpoint, then given the generated
   weights (weight norm already removed there, as the agent removes it).
 - Input at 16 kHz, the agent's resampling off (as `make_simultaneous_fixture.py` does).
-- `--force-target-length`: the MT generator's `min_len` is set to each call's length cap, so it
-  writes exactly the target length (the Rust policy's `force_target_length`), since generated
-  weights end a sentence at once.
+- `--pieces-per-second R`: as the Rust policy's `emulate_pieces_per_second`, the ST CTC
+  hypothesis is cut to R pieces per second of source read, and the MT generator's `min_len` is set
+  to each call's length cap (it writes exactly the target length), since generated weights emit
+  about 20 ST pieces per second and end a sentence at once.
 
 Prints one JSON line: per segment the compute (s), the action, the committed translation length
 and the new units; the units are compared with ours by the benchmark. oneDNN is off. Needs
@@ -42,7 +43,7 @@ def main():
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--segment-ms", type=int, default=320)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--force-target-length", action="store_true")
+    ap.add_argument("--pieces-per-second", type=float)
     a = ap.parse_args()
     torch.backends.mkldnn.enabled = False
     torch.set_num_threads(a.threads)
@@ -89,7 +90,15 @@ def main():
     fe = agent.feature_extractor
     plain_call = type(fe).__call__
     fe.__class__.__call__ = lambda self, samples, sr=16000: plain_call(self, samples, sr=16000)
-    if a.force_target_length:
+    if a.pieces_per_second:
+        st_generate = agent.st_ctc_generator.generate
+
+        def st_cut(*p, **k):
+            out = st_generate(*p, **k)
+            cap = math.ceil(a.pieces_per_second * len(agent.states.source) / 16000)
+            out[0][0]["tokens"] = out[0][0]["tokens"][:cap]
+            return out
+        agent.st_ctc_generator.generate = st_cut
         gen = agent.generator_mt
         original = gen.generate_decoder
 

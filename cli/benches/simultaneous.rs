@@ -4,16 +4,21 @@
 //! streaming vocoder) ≤ 30 % of the segment at the median and ≤ 100 % at the maximum, flat over
 //! the run; side by side with upstream's agent on the same machine, weights and waveform.
 //!
-//! `cargo xtask bench-simultaneous [--seconds S] [--segment-ms MS] [--reference --python PY
-//! --streamspeech DIR]` (= `cargo bench -p streamspeech-cli --bench simultaneous -- ...`).
+//! `cargo xtask bench-simultaneous [--seconds S] [--compare-seconds C] [--segment-ms MS]
+//! [--reference --python PY --streamspeech DIR]` (= `cargo bench -p streamspeech-cli --bench simultaneous -- ...`).
 //! - Inputs as the translator benchmark writes them (`common::prepare`, in
 //!   `target/bench/translate/`).
-//! - Generated weights end a sentence at once, so both sides force the MT decoder to write the
-//!   target length the policy sets (`PolicyConfig::force_target_length`; upstream: its
-//!   generator's `min_len`), a real translation's work.
-//! - Ours runs twice: as the CLI and plugin run a stream (`push_stream`: utterances end at
-//!   700 ms of silence or 30 s), and as one utterance like upstream's evaluator (its units must
-//!   equal upstream's, segment by segment: full-size parity of the policy).
+//! - Generated weights emit about 20 ST CTC pieces per second (a translation has about 4) and end
+//!   a sentence at once, so both sides emulate a trained model's output length
+//!   (`PolicyConfig::emulate_pieces_per_second` = 4; upstream: its ST CTC hypothesis cut the same
+//!   way and its generator's `min_len` set to the length cap): the decoders do a real
+//!   translation's work.
+//! - Ours runs as the CLI and plugin run a stream (`push_stream`: utterances end at 700 ms of
+//!   silence or 30 s) over S seconds: the target's measurement. For the comparison with upstream
+//!   (whose evaluator feeds a file as one utterance, without a cap, so its calls grow with the
+//!   whole file), ours also runs as one utterance over the first C seconds (`--compare-seconds`,
+//!   default 20), and so does upstream's agent with `--reference`: their units must be equal
+//!   segment by segment (full-size parity of the policy).
 //! - Results: Markdown on stdout and `target/bench/translate/simultaneous.json`.
 
 mod common;
@@ -24,6 +29,9 @@ use std::time::Instant;
 use common::{peak_rss_mb, prepare, root, scratch};
 use translator::simultaneous::{Action, PolicyConfig, SimultaneousAgent, StreamLimits};
 
+/// Target pieces per second of source that both sides emulate (see the module doc).
+const PIECES_PER_SECOND: f64 = 4.0;
+
 /// One run of ours: per segment (compute s, action, new units, encoder frames computed).
 fn ours(inputs: &common::Inputs, segment_ms: usize, single_utterance: bool) -> serde_json::Value {
     let dev = candle_core::Device::Cpu;
@@ -33,7 +41,7 @@ fn ours(inputs: &common::Inputs, segment_ms: usize, single_utterance: bool) -> s
     let voc = vocoder::units::load_unit_vocoder(&inputs.vocoder, None, &dev).unwrap().vocoder;
     let load_s = t.elapsed().as_secs_f64();
     let wave = streamspeech_cli::audio_io::read_audio(&inputs.wave).unwrap().mono();
-    let cfg = PolicyConfig { force_target_length: true, ..PolicyConfig::for_segment(segment_ms) };
+    let cfg = PolicyConfig { emulate_pieces_per_second: Some(PIECES_PER_SECOND), ..PolicyConfig::for_segment(segment_ms) };
     let mut agent = SimultaneousAgent::new(&model, cfg, data.cmvn.clone(), &data.target).unwrap();
     let mut stream = voc.stream(None, true, None).unwrap();
     let limits = StreamLimits::default();
@@ -58,6 +66,8 @@ fn ours(inputs: &common::Inputs, segment_ms: usize, single_utterance: bool) -> s
             stream = voc.stream(None, true, None).unwrap();
         }
         let compute_s = t.elapsed().as_secs_f64();
+        let p = step.seconds;
+        let vocoder_s = compute_s - (p.features + p.encoder + p.ctc + p.mt_decoder + p.t2u_encoder + p.unit_decoder);
         all_units.extend_from_slice(&ids);
         streamed.extend_from_slice(&audio);
         // The first utterance's streamed speech against its whole vocoding (untimed).
@@ -71,7 +81,8 @@ fn ours(inputs: &common::Inputs, segment_ms: usize, single_utterance: bool) -> s
             eprintln!("{i} {action} {:.0} ms, asr {} st {} committed {} new units {} frames {} encoded {}", compute_s * 1000.0, step.asr_ids.len(), step.st_ids.len(), step.translation_ids.len(), new_units.len(), step.frames, step.encoded_frames);
         }
         segments.push(serde_json::json!({
-            "compute_s": compute_s, "action": action, "translation_len": step.translation_ids.len(),
+            "compute_s": compute_s, "action": action,
+            "stages": {"features": p.features, "encoder": p.encoder, "ctc": p.ctc, "mt_decoder": p.mt_decoder, "t2u_encoder": p.t2u_encoder, "unit_decoder": p.unit_decoder, "vocoder": vocoder_s}, "translation_len": step.translation_ids.len(),
             "new_units": new_units, "frames": step.frames, "encoded_frames": step.encoded_frames, "emitted_samples": audio.len(),
         }));
     }
@@ -125,16 +136,18 @@ fn main() {
     vocoder::kernels::set_threads(1);
     // SAFETY: single-threaded here; candle's CPU ops read it for their GEMM parallelism.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    let compare_seconds: f64 = opt("--compare-seconds").map(|s| s.parse().expect("--compare-seconds C")).unwrap_or(20.0);
     let inputs = prepare(seconds);
     let mut runs: Vec<(String, serde_json::Value)> = Vec::new();
-    runs.push(("ours, stream (resets at pauses, 30 s cap)".into(), ours(&inputs, segment_ms, false)));
-    runs.push(("ours, one utterance (as upstream)".into(), ours(&inputs, segment_ms, true)));
+    runs.push((format!("ours, stream ({seconds} s; resets at pauses, 30 s cap)"), ours(&inputs, segment_ms, false)));
+    let inputs = prepare(compare_seconds);
+    runs.push((format!("ours, one utterance ({compare_seconds} s, as upstream)"), ours(&inputs, segment_ms, true)));
     if args.iter().any(|a| a == "--reference") {
         let python = opt("--python").unwrap_or_else(|| "python3".into());
         let repo = opt("--streamspeech").expect("--reference needs --streamspeech PATH (a StreamSpeech checkout)");
         let o = Command::new(&python)
             .arg(root().join("scripts/bench_simultaneous_reference.py"))
-            .args(["--streamspeech", &repo, "--threads", "1", "--segment-ms", &segment_ms.to_string(), "--force-target-length"])
+            .args(["--streamspeech", &repo, "--threads", "1", "--segment-ms", &segment_ms.to_string(), "--pieces-per-second", &PIECES_PER_SECOND.to_string()])
             .arg("--checkpoint")
             .arg(&inputs.translator)
             .arg("--vocoder")
@@ -150,7 +163,20 @@ fn main() {
             _ => eprintln!("reference failed: {}", String::from_utf8_lossy(&o.stderr)),
         }
     }
-    println!("\n{seconds} s of speech, {segment_ms} ms segments, 1 thread; compute per segment in ms (and % of the segment)\n");
+    println!("\nMedian ms per segment by stage (ours; the vocoder is the rest of the call):\n");
+    println!("| run | features | encoder | CTC | MT decoder | T2U | unit decoder | vocoder |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, run) in runs.iter().filter(|(n, _)| n.starts_with("ours")) {
+        let segs = run["segments"].as_array().unwrap();
+        let med = |k: &str| {
+            let mut v: Vec<f64> = segs.iter().map(|s| s["stages"][k].as_f64().unwrap_or(0.0) * 1000.0).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let cells: Vec<String> = ["features", "encoder", "ctc", "mt_decoder", "t2u_encoder", "unit_decoder", "vocoder"].iter().map(|k| format!("{:.1}", med(k))).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+    println!("\n{segment_ms} ms segments, 1 thread; compute per segment in ms (and % of the segment)\n");
     println!("| run | segments | writes | units | median | p90 | max | median, first ⅕ → last ⅕ | total s | peak RSS MB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let seg = segment_ms as f64;

@@ -119,6 +119,19 @@ impl DecoderLayer {
         Ok(LayerCache { self_kv: None, cross_kv: self.encoder_attn.keys_values(enc)? })
     }
 
+    /// Every position of `x` `[1, n, d]` at once (causal), filling the self-attention cache with
+    /// their keys and values, as n [`step`](Self::step)s would.
+    pub(crate) fn prefill(&self, x: &Tensor, causal: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
+        let h = self.self_attn_norm.forward(x)?;
+        let (k, v) = self.self_attn.keys_values(&h)?;
+        let x = (self.self_attn.attend(&h, &k, &v, Some(causal))? + x)?;
+        cache.self_kv = Some((k, v));
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.attend(&h, &cache.cross_kv.0, &cache.cross_kv.1, None)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
+    }
+
     /// The newest position only, `x` `[1, 1, d]`: it attends to every earlier position (the
     /// cache) and itself, which is what the causal mask lets the last row see.
     pub(crate) fn step(&self, x: &Tensor, cache: &mut LayerCache) -> Result<Tensor> {
@@ -275,15 +288,20 @@ impl MtDecoder {
         Ok(tokens[1..].to_vec())
     }
 
-    /// Runs `tokens` (from EOS) through the layers, filling `caches`; the last position's logits.
+    /// Runs `tokens` (from EOS, no pads) through the layers in one causal pass, filling
+    /// `caches`; the last position's logits.
     fn prefill(&self, tokens: &[u32], caches: &mut [LayerCache]) -> Result<Tensor> {
-        let mut logits = None;
-        for (i, &t) in tokens.iter().enumerate() {
-            logits = Some(self.step(t, i, caches)?);
+        let dev = self.positions.device();
+        let n = tokens.len();
+        let ids = Tensor::new(tokens, dev)?.unsqueeze(0)?;
+        let pos = self.positions.narrow(0, self.cfg.padding_idx + 1, n)?.unsqueeze(0)?;
+        let mut x = ((self.embed.forward(&ids)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
+        let causal = causal_mask_with_pads(&vec![false; n], dev)?;
+        for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+            x = layer.prefill(&x, &causal, cache)?;
         }
-        Ok(logits.expect("at least EOS"))
+        self.output.forward(&self.norm.forward(&x.narrow(1, n - 1, 1)?)?)?.i((0, 0))
     }
-
 }
 
 /// `[n, n]`: 0 on and below the diagonal, −∞ above (keys after the query are not seen), and

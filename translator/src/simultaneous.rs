@@ -87,6 +87,22 @@ pub struct Step {
     pub frames: usize,
     /// Encoder frames this call computed (the rest were cached from earlier calls).
     pub encoded_frames: usize,
+    /// Where this call's compute went.
+    pub seconds: PolicySeconds,
+}
+
+/// Wall time of one policy call's stages, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PolicySeconds {
+    /// Filter banks and CMVN of the new audio.
+    pub features: f64,
+    pub encoder: f64,
+    pub ctc: f64,
+    /// Greedy MT decoding and the MT states of the write.
+    pub mt_decoder: f64,
+    pub t2u_encoder: f64,
+    /// The unit decoder and its CTC units.
+    pub unit_decoder: f64,
 }
 
 /// How a continuous stream (which has no sentence ends) is cut into utterances, so that the cost
@@ -234,7 +250,7 @@ impl<'m> SimultaneousAgent<'m> {
             let keep = self.samples_per_segment().min(self.source.len());
             self.source.drain(..self.source.len() - keep);
             self.clear_source_state();
-            return Ok(Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0, encoded_frames: 0 });
+            return Ok(Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0, encoded_frames: 0, seconds: PolicySeconds::default() });
         }
         if let Some(k) = cut.filter(|_| !end) {
             let step = self.push(&samples[..k], true)?;
@@ -262,13 +278,16 @@ impl<'m> SimultaneousAgent<'m> {
     fn policy(&mut self, finished: bool) -> candle_core::Result<Step> {
         let model = self.model;
         let dev = model.device.clone();
+        let mut lap = Lap(std::time::Instant::now());
+        let mut seconds = PolicySeconds::default();
         let bins = self.front.bins();
         let have = self.features.len() / bins;
         let (mut feats, fresh) = self.front.compute(self.source.get(have * self.front.shift()..).unwrap_or(&[]));
         self.cmvn.apply(&mut feats);
         self.features.extend_from_slice(&feats);
         let frames = have + fresh;
-        let mut step = Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: self.committed(), mt_input: None, frames, encoded_frames: 0 };
+        let mut step = Step { action: Action::Read, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: self.committed(), mt_input: None, frames, encoded_frames: 0, seconds: PolicySeconds::default() };
+        seconds.features = lap.take();
         if frames == 0 {
             if finished {
                 step.action = Action::Finish;
@@ -278,6 +297,7 @@ impl<'m> SimultaneousAgent<'m> {
         let features = Tensor::from_slice(&self.features, (1, frames, bins), &dev)?;
         let cached = self.encoder.final_frames();
         let enc = model.encoder.forward_incremental(&features, &mut self.encoder)?;
+        seconds.encoder = lap.take();
         let total = enc.dim(1)?;
         step.encoded_frames = total - cached;
         // Arg-maxes of the frames computed now; those that became final are kept.
@@ -288,6 +308,8 @@ impl<'m> SimultaneousAgent<'m> {
         if let Some(rate) = self.cfg.emulate_pieces_per_second {
             st.truncate((rate * self.source.len() as f64 / 16_000.0).ceil() as usize);
         }
+        seconds.ctc = lap.take();
+        step.seconds = seconds;
         step.asr_ids = asr.clone();
         step.st_ids = st.clone();
         let (n, s) = (self.cfg.stride_n.max(1), &mut self.state);
@@ -312,6 +334,7 @@ impl<'m> SimultaneousAgent<'m> {
         let prefix = s.committed.clone().unwrap_or_default();
         let min_len = if self.cfg.emulate_pieces_per_second.is_some() && !finished { max_len } else { 1 };
         let mut tokens = model.mt.greedy_from(&prefix, &enc, min_len, max_len)?;
+        step.seconds.mt_decoder = lap.take();
         // fairseq's hypothesis ends with EOS: `len(tokens) + 1` pieces before trimming.
         let mut hypothesis_len = tokens.len() + 1;
         if self.cfg.whole_word && !finished {
@@ -342,10 +365,13 @@ impl<'m> SimultaneousAgent<'m> {
         step.mt_input = Some(mt_input.clone());
         let pads: Vec<bool> = mt_input.iter().map(|&t| t == PAD).collect();
         let states = model.mt.states(&mt_input, &enc)?;
+        step.seconds.mt_decoder += lap.take();
         let t2u = model.t2u_encoder.forward_masked(&states, &pads)?;
+        step.seconds.t2u_encoder = lap.take();
         let logits = model.unit_decoder.forward_masked(&t2u, &pads)?.i(0)?;
         let blank = model.cfg.t2u.vocab as u32 - 1;
         let ids = crate::ctc::greedy(&logits, PAD, UNK, blank)?.tokens;
+        step.seconds.unit_decoder = lap.take();
         // Unit dictionary: <s>, <pad>, </s>, <unk>, then units 0…; `<s>`/`</s>` are dropped.
         let units_out = model.cfg.t2u.vocab.saturating_sub(5) as u32;
         let units: Vec<u32> = ids.iter().filter(|&&u| (4..4 + units_out).contains(&u)).map(|u| u - 4).collect();
@@ -376,4 +402,16 @@ fn head_ids(head: &crate::ctc::CtcHead, fresh: &Tensor, kept: &mut Vec<u32>, cac
     let all = kept.iter().chain(&best).copied().collect();
     kept.extend_from_slice(&best[..now_final]);
     Ok(all)
+}
+
+/// Seconds since the last lap.
+struct Lap(std::time::Instant);
+
+impl Lap {
+    fn take(&mut self) -> f64 {
+        let now = std::time::Instant::now();
+        let s = (now - self.0).as_secs_f64();
+        self.0 = now;
+        s
+    }
 }

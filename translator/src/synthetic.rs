@@ -82,6 +82,7 @@ pub fn es_en_mt_settings() -> crate::model::MtSettings {
     crate::model::MtSettings { layers: 4, embed_dim: 512, ffn_embed_dim: 2048, attention_heads: 8 }
 }
 
+#[derive(Clone)]
 enum Value {
     Int(i64),
     Float(f64),
@@ -102,6 +103,7 @@ fn es_en_fields() -> Vec<(&'static str, Value)> {
         ("encoder_ffn_embed_dim", Int(2048)),
         ("encoder_attention_heads", Int(4)),
         ("conv_kernel_sizes", Str("5,5")),
+        ("conv_version", Str("s2t_transformer")),
         ("conv_channels", Int(1024)),
         ("input_feat_per_channel", Int(80)),
         ("input_channels", Int(1)),
@@ -146,6 +148,41 @@ fn task_fields() -> Vec<(&'static str, Value)> {
         ("n_frames_per_step", Int(1)),
         ("eval_inference", Bool(false)),
         ("vocoder", Str("code_hifigan")),
+    ]
+}
+
+/// `cfg.checkpoint` as fairseq 0.12 writes it (the es→en training run's defaults).
+fn checkpoint_section() -> Vec<(&'static str, Value)> {
+    use Value::*;
+    vec![
+        ("_name", None),
+        ("save_dir", Str("checkpoints")),
+        ("restore_file", Str("checkpoint_last.pt")),
+        ("continue_once", None),
+        ("finetune_from_model", None),
+        ("reset_dataloader", Bool(false)),
+        ("reset_lr_scheduler", Bool(false)),
+        ("reset_meters", Bool(false)),
+        ("reset_optimizer", Bool(false)),
+        ("optimizer_overrides", Str("{}")),
+        ("save_interval", Int(1)),
+        ("save_interval_updates", Int(0)),
+        ("keep_interval_updates", Int(-1)),
+        ("keep_interval_updates_pattern", Int(-1)),
+        ("keep_last_epochs", Int(-1)),
+        ("keep_best_checkpoints", Int(-1)),
+        ("no_save", Bool(false)),
+        ("no_epoch_checkpoints", Bool(false)),
+        ("no_last_checkpoints", Bool(false)),
+        ("no_save_optimizer_state", Bool(false)),
+        ("best_checkpoint_metric", Str("loss")),
+        ("maximize_best_checkpoint_metric", Bool(false)),
+        ("patience", Int(-1)),
+        ("checkpoint_suffix", Str("")),
+        ("checkpoint_shard_count", Int(1)),
+        ("load_checkpoint_on_all_dp_ranks", Bool(false)),
+        ("write_checkpoints_asynchronously", Bool(false)),
+        ("model_parallel_size", Int(1)),
     ]
 }
 
@@ -307,7 +344,13 @@ pub fn write(path: &Path, spec: &SyntheticCheckpoint) -> std::io::Result<Written
     p.0.push(b'N');
     p.str("cfg");
     p.0.extend_from_slice(b"}(");
-    for (name, fields) in [("model", es_en_fields_for(spec.cfg)), ("task", task_fields())] {
+    // An argparse-era checkpoint's `cfg.task` is the whole training Namespace, as `cfg.model`
+    // is, with the task's `_name`; fairseq's `setup_task` reads its `task` field.
+    let model_fields = es_en_fields_for(spec.cfg);
+    let mut task = task_fields();
+    task.push(("task", Value::Str("speech_to_speech_ctc")));
+    task.extend(model_fields.iter().filter(|(k, _)| !task_fields().iter().any(|(t, _)| t == k)).map(|(k, v)| (*k, v.clone())));
+    for (name, fields) in [("model", model_fields), ("task", task)] {
         p.str(name);
         p.namespace(&fields);
     }
@@ -317,6 +360,22 @@ pub fn write(path: &Path, spec: &SyntheticCheckpoint) -> std::io::Result<Written
     p.0.push(0x88);
     p.str("seed");
     p.int(1);
+    p.0.push(b'u');
+    // Read by StreamSpeech's agent (`model_overrides`) when it loads a checkpoint.
+    p.str("common_eval");
+    p.0.extend_from_slice(b"}(");
+    for (k, v) in [("_name", Value::None), ("path", Value::None), ("post_process", Value::None), ("quiet", Value::Bool(false)), ("model_overrides", Value::Str("{}")), ("results_path", Value::None)] {
+        p.str(k);
+        p.value(&v);
+    }
+    p.0.push(b'u');
+    // Read by the agent's `load_model_ensemble` call (suffix, shard count).
+    p.str("checkpoint");
+    p.0.extend_from_slice(b"}(");
+    for (k, v) in checkpoint_section() {
+        p.str(k);
+        p.value(&v);
+    }
     p.0.extend_from_slice(b"uu");
     // The state dict; tied output projections share their embedding's storage as in PyTorch.
     p.str("model");
@@ -354,13 +413,27 @@ pub fn write(path: &Path, spec: &SyntheticCheckpoint) -> std::io::Result<Written
         p.str(k);
         p.value(&v);
     }
-    p.0.extend_from_slice(b"ue");
+    // fairseq's checkpoint upgrade reads the scheduler's state (or an old `best_loss`).
+    p.str("lr_scheduler_state");
+    p.0.extend_from_slice(b"}(");
+    p.str("best");
+    p.value(&Value::Float(3.21));
+    p.0.extend_from_slice(b"uue");
     p.str("task_state");
     p.0.push(b'}');
     p.str("extra_state");
     p.0.extend_from_slice(b"}(");
     p.str("epoch");
     p.int(100);
+    p.str("train_iterator");
+    p.0.extend_from_slice(b"}(");
+    for (k, v) in [("epoch", Value::Int(100)), ("iterations_in_epoch", Value::Int(1000)), ("shuffle", Value::Bool(true))] {
+        p.str(k);
+        p.value(&v);
+    }
+    p.0.push(b'u');
+    p.str("val_loss");
+    p.value(&Value::Float(3.21));
     p.0.push(b'u');
     p.str("last_optimizer_state");
     p.0.extend_from_slice(b"}(");
