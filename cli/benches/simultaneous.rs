@@ -78,7 +78,11 @@ fn ours(inputs: &common::Inputs, segment_ms: usize, single_utterance: bool) -> s
             first_utterance_checked = Some(serde_json::json!({"samples": [streamed.len(), whole.len()], "max_abs_diff": diff}));
         }
         if std::env::var_os("BENCH_VERBOSE").is_some() {
-            eprintln!("{i} {action} {:.0} ms, asr {} st {} committed {} new units {} frames {} encoded {}", compute_s * 1000.0, step.asr_ids.len(), step.st_ids.len(), step.translation_ids.len(), new_units.len(), step.frames, step.encoded_frames);
+            eprintln!(
+                "{i} {action} {:.0} ms (enc {:.0} ctc {:.0} mt {:.0} t2u {:.0} units {:.0} voc {:.0}), asr {} st {} committed {} new units {} frames {} encoded {}",
+                compute_s * 1000.0, p.encoder * 1e3, p.ctc * 1e3, p.mt_decoder * 1e3, p.t2u_encoder * 1e3, p.unit_decoder * 1e3, vocoder_s * 1e3,
+                step.asr_ids.len(), step.st_ids.len(), step.translation_ids.len(), new_units.len(), step.frames, step.encoded_frames
+            );
         }
         segments.push(serde_json::json!({
             "compute_s": compute_s, "action": action,

@@ -5,7 +5,9 @@
 //! simultaneous policy uses it).
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::Linear;
 
 pub struct CtcHead {
     proj: Linear,
@@ -14,7 +16,7 @@ pub struct CtcHead {
 impl CtcHead {
     /// Weights `proj.weight` / `proj.bias` under `vb`.
     pub fn new(in_dim: usize, vocab: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(CtcHead { proj: candle_nn::linear(in_dim, vocab, vb.pp("proj"))? })
+        Ok(CtcHead { proj: crate::linear::linear(in_dim, vocab, vb.pp("proj"))? })
     }
 
     /// Encoder states `[1, t, in_dim]` → logits `[1, t, vocab]`.

@@ -3,7 +3,9 @@
 //! positions and the chunk attention mask.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::linear::Linear;
 
 use crate::conformer::{ConformerConfig, ConformerLayer, LayerCache, chunk_mask, chunk_mask_rows, rel_positions};
 use crate::subsampler::{Conv1dSubsampler, SubsamplerConfig};
@@ -45,7 +47,7 @@ impl ChunkConformerEncoder {
         Ok(ChunkConformerEncoder {
             cfg: cfg.clone(),
             subsample: Conv1dSubsampler::new(&cfg.subsampler, vb.pp("subsample"))?,
-            linear: candle_nn::linear(d, d, vb.pp("linear"))?,
+            linear: crate::linear::linear(d, d, vb.pp("linear"))?,
             layers,
         })
     }

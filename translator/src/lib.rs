@@ -28,6 +28,7 @@ pub mod encoder;
 pub mod error;
 pub mod fbank;
 pub mod latency;
+pub mod linear;
 pub mod model;
 pub mod mt_decoder;
 pub mod simultaneous;

@@ -5,7 +5,9 @@
 //! the output projection tied to the embeddings. Greedy decoding from EOS until EOS.
 
 use candle_core::{Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use crate::linear::Linear;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MtDecoderConfig {
@@ -35,10 +37,10 @@ pub(crate) struct Attention {
 impl Attention {
     pub(crate) fn new(d: usize, kdim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
-            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k: candle_nn::linear(kdim, d, vb.pp("k_proj"))?,
-            v: candle_nn::linear(kdim, d, vb.pp("v_proj"))?,
-            out: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q: crate::linear::linear(d, d, vb.pp("q_proj"))?,
+            k: crate::linear::linear(kdim, d, vb.pp("k_proj"))?,
+            v: crate::linear::linear(kdim, d, vb.pp("v_proj"))?,
+            out: crate::linear::linear(d, d, vb.pp("out_proj"))?,
             heads,
             head_dim: d / heads,
         })
@@ -77,6 +79,28 @@ pub(crate) struct LayerCache {
     cross_kv: (Tensor, Tensor),
 }
 
+/// The cross-attention keys and values of every decoder layer over one encoder output: `[1,
+/// heads, frames, head_dim]` each, per layer.
+#[derive(Clone)]
+pub struct CrossKeysValues(Vec<(Tensor, Tensor)>);
+
+/// Cross-attention keys and values kept across calls for an encoder output that only grows at
+/// its end and whose first frames never change (the incremental encoder's final frames): those
+/// frames are projected once.
+#[derive(Default)]
+pub struct CrossCache {
+    /// Per layer, the keys and values of the first `frames` encoder frames.
+    kept: Vec<(Tensor, Tensor)>,
+    frames: usize,
+}
+
+impl CrossCache {
+    /// Encoder frames whose keys and values are kept.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+}
+
 /// fairseq's pre-LN `TransformerDecoderLayer` (also the unit decoder's).
 pub(crate) struct DecoderLayer {
     self_attn: Attention,
@@ -95,14 +119,10 @@ impl DecoderLayer {
             self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
             encoder_attn: Attention::new(d, encoder_dim, heads, vb.pp("encoder_attn"))?,
             encoder_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-            fc1: candle_nn::linear(d, ffn, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(ffn, d, vb.pp("fc2"))?,
+            fc1: crate::linear::linear(d, ffn, vb.pp("fc1"))?,
+            fc2: crate::linear::linear(ffn, d, vb.pp("fc2"))?,
             final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
-    }
-
-    pub(crate) fn forward(&self, x: &Tensor, enc: &Tensor, causal: &Tensor) -> Result<Tensor> {
-        self.forward_masked(x, enc, causal, None)
     }
 
     /// [`forward`](Self::forward) with `enc_mask` `[1, s]` added to the cross-attention scores.
@@ -115,8 +135,14 @@ impl DecoderLayer {
         self.fc2.forward(&h)? + &x
     }
 
-    pub(crate) fn cache(&self, enc: &Tensor) -> Result<LayerCache> {
-        Ok(LayerCache { self_kv: None, cross_kv: self.encoder_attn.keys_values(enc)? })
+    /// As [`forward`](Self::forward) with the cross-attention's keys and values given.
+    fn forward_cross(&self, x: &Tensor, cross: &(Tensor, Tensor), causal: &Tensor) -> Result<Tensor> {
+        let h = self.self_attn_norm.forward(x)?;
+        let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.attend(&h, &cross.0, &cross.1, None)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
     }
 
     /// Every position of `x` `[1, n, d]` at once (causal), filling the self-attention cache with
@@ -186,7 +212,7 @@ impl MtDecoder {
     pub fn new(cfg: &MtDecoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.embed_dim;
         let embed = candle_nn::embedding(cfg.vocab, d, vb.pp("embed_tokens"))?;
-        let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None);
+        let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None)?;
         let layers = (0..cfg.layers)
             .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, cfg.encoder_dim, vb.pp(format!("layers.{i}"))))
             .collect::<Result<_>>()?;
@@ -199,6 +225,36 @@ impl MtDecoder {
     /// encoder output `enc` `[1, s, encoder_dim]`.
     pub fn forward(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
         self.output.forward(&self.states(tokens, enc)?)
+    }
+
+    /// The cross-attention keys and values of every layer over `enc` `[1, s, encoder_dim]`.
+    pub fn cross_keys_values(&self, enc: &Tensor) -> Result<CrossKeysValues> {
+        Ok(CrossKeysValues(self.layers.iter().map(|l| l.encoder_attn.keys_values(enc)).collect::<Result<_>>()?))
+    }
+
+    /// [`cross_keys_values`](Self::cross_keys_values) of `enc`, projecting only the frames after
+    /// those `cache` keeps; then keeps the first `final_frames` (frames that later calls give
+    /// unchanged). `enc` must begin with the frames the cache was filled from.
+    pub fn cross_keys_values_cached(&self, enc: &Tensor, cache: &mut CrossCache, final_frames: usize) -> Result<CrossKeysValues> {
+        let total = enc.dim(1)?;
+        if cache.frames > total || final_frames > total {
+            candle_core::bail!("the encoder output ({total} frames) is shorter than the cached cross-attention frames ({} kept, {final_frames} final)", cache.frames);
+        }
+        let fresh = enc.narrow(1, cache.frames, total - cache.frames)?;
+        let mut all = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (k, v) = layer.encoder_attn.keys_values(&fresh)?;
+            let (k, v) = match cache.kept.get(i) {
+                Some((pk, pv)) if cache.frames > 0 => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                _ => (k, v),
+            };
+            all.push((k, v));
+        }
+        if final_frames > cache.frames {
+            cache.kept = all.iter().map(|(k, v)| Ok((k.narrow(2, 0, final_frames)?.contiguous()?, v.narrow(2, 0, final_frames)?.contiguous()?))).collect::<Result<_>>()?;
+            cache.frames = final_frames;
+        }
+        Ok(CrossKeysValues(all))
     }
 
     /// Logits `[vocab]` of the token at `position` (0-based) given the earlier ones in `caches`.
@@ -216,8 +272,14 @@ impl MtDecoder {
     /// The final states after the decoder's LayerNorm, `[1, len, d]`: what the T2U encoder
     /// reads (upstream: `inner_states[-1]` through `layer_norm`).
     pub fn states(&self, tokens: &[u32], enc: &Tensor) -> Result<Tensor> {
+        self.states_with(tokens, &self.cross_keys_values(enc)?)
+    }
+
+    /// [`states`](Self::states) with the encoder output's cross-attention keys and values given.
+    pub fn states_with(&self, tokens: &[u32], cross: &CrossKeysValues) -> Result<Tensor> {
+        let dev = cross.0[0].0.device();
         let pad = self.cfg.padding_idx as u32;
-        let ids = Tensor::new(tokens, enc.device())?.unsqueeze(0)?;
+        let ids = Tensor::new(tokens, dev)?.unsqueeze(0)?;
         // fairseq's make_positions: the k-th non-pad token has position padding_idx + k; a pad
         // token position padding_idx, the table's zero row.
         let mut seen = 0;
@@ -232,13 +294,13 @@ impl MtDecoder {
                 }
             })
             .collect();
-        let pos = self.positions.index_select(&Tensor::new(rows, enc.device())?, 0)?.unsqueeze(0)?;
+        let pos = self.positions.index_select(&Tensor::new(rows, dev)?, 0)?.unsqueeze(0)?;
         let mut x = ((self.embed.forward(&ids)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
         // Pad tokens are masked as keys (fairseq's self-attention padding mask).
         let pads: Vec<bool> = tokens.iter().map(|&t| t == pad).collect();
-        let causal = causal_mask_with_pads(&pads, enc.device())?;
-        for layer in &self.layers {
-            x = layer.forward(&x, enc, &causal)?;
+        let causal = causal_mask_with_pads(&pads, dev)?;
+        for (layer, kv) in self.layers.iter().zip(&cross.0) {
+            x = layer.forward_cross(&x, kv, &causal)?;
         }
         self.norm.forward(&x)
     }
@@ -259,12 +321,18 @@ impl MtDecoder {
     /// encoder's projected once, the prefix's in one pass), so a step costs one token, not the
     /// whole prefix; the logits equal [`forward`](Self::forward)'s last row.
     pub fn greedy_from(&self, prefix: &[u32], enc: &Tensor, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
+        self.greedy_with(prefix, &self.cross_keys_values(enc)?, min_len, max_len)
+    }
+
+    /// [`greedy_from`](Self::greedy_from) with the encoder output's cross-attention keys and
+    /// values given.
+    pub fn greedy_with(&self, prefix: &[u32], cross: &CrossKeysValues, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
         let mut tokens = vec![self.cfg.eos];
         tokens.extend_from_slice(prefix);
         if prefix.len() >= max_len {
             return Ok(prefix.to_vec());
         }
-        let mut caches = self.layers.iter().map(|l| l.cache(enc)).collect::<Result<Vec<_>>>()?;
+        let mut caches: Vec<LayerCache> = cross.0.iter().map(|kv| LayerCache { self_kv: None, cross_kv: kv.clone() }).collect();
         let mut logits = self.prefill(&tokens, &mut caches)?;
         let (pad, eos) = (self.cfg.padding_idx, self.cfg.eos as usize);
         loop {

@@ -182,6 +182,8 @@ pub struct SimultaneousAgent<'m> {
     /// The CTC heads' arg-max ids for the encoder's cached frames.
     asr_best: Vec<u32>,
     st_best: Vec<u32>,
+    /// The MT decoder's cross-attention keys and values of the encoder's final frames.
+    mt_cross: crate::mt_decoder::CrossCache,
     state: State,
     activity: Activity,
 }
@@ -200,6 +202,7 @@ impl<'m> SimultaneousAgent<'m> {
             encoder: Default::default(),
             asr_best: Vec::new(),
             st_best: Vec::new(),
+            mt_cross: Default::default(),
             state: State::default(),
             activity: Activity::default(),
         })
@@ -233,6 +236,7 @@ impl<'m> SimultaneousAgent<'m> {
         self.encoder = Default::default();
         self.asr_best.clear();
         self.st_best.clear();
+        self.mt_cross = Default::default();
     }
 
     /// One segment of a continuous stream: [`push`](Self::push), with the utterance ending by
@@ -333,7 +337,8 @@ impl<'m> SimultaneousAgent<'m> {
         };
         let prefix = s.committed.clone().unwrap_or_default();
         let min_len = if self.cfg.emulate_pieces_per_second.is_some() && !finished { max_len } else { 1 };
-        let mut tokens = model.mt.greedy_from(&prefix, &enc, min_len, max_len)?;
+        let cross = model.mt.cross_keys_values_cached(&enc, &mut self.mt_cross, self.encoder.final_frames())?;
+        let mut tokens = model.mt.greedy_with(&prefix, &cross, min_len, max_len)?;
         step.seconds.mt_decoder = lap.take();
         // fairseq's hypothesis ends with EOS: `len(tokens) + 1` pieces before trimming.
         let mut hypothesis_len = tokens.len() + 1;
@@ -364,7 +369,7 @@ impl<'m> SimultaneousAgent<'m> {
         s.mt_input = Some(mt_input.clone());
         step.mt_input = Some(mt_input.clone());
         let pads: Vec<bool> = mt_input.iter().map(|&t| t == PAD).collect();
-        let states = model.mt.states(&mt_input, &enc)?;
+        let states = model.mt.states_with(&mt_input, &cross)?;
         step.seconds.mt_decoder += lap.take();
         let t2u = model.t2u_encoder.forward_masked(&states, &pads)?;
         step.seconds.t2u_encoder = lap.take();

@@ -11,7 +11,9 @@
 //! blank and pad dropped).
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::linear::Linear;
 
 use crate::mt_decoder::{Attention, DecoderLayer, causal_mask_with_pads, key_padding_mask, sinusoidal_table};
 
@@ -43,8 +45,8 @@ impl EncoderLayer {
         Ok(EncoderLayer {
             self_attn: Attention::new(d, d, cfg.attention_heads, vb.pp("self_attn"))?,
             self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            fc1: candle_nn::linear(d, cfg.ffn_embed_dim, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(cfg.ffn_embed_dim, d, vb.pp("fc2"))?,
+            fc1: crate::linear::linear(d, cfg.ffn_embed_dim, vb.pp("fc1"))?,
+            fc2: crate::linear::linear(cfg.ffn_embed_dim, d, vb.pp("fc2"))?,
             final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
@@ -108,7 +110,7 @@ impl UnitDecoder {
             position,
             layers,
             norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?,
-            output: Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None),
+            output: Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None)?,
         })
     }
 
