@@ -347,7 +347,10 @@ impl StreamSpeech {
                 tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape, device).map_err(vocoder::VocoderError::from)?);
             }
         }
-        let vb = candle_nn::VarBuilder::from_tensors(tensors, candle_core::DType::F32, device);
+        // Each weight leaves the map as its module takes it, so a layer that keeps a transformed
+        // copy (the transposed linear weights) frees the original at once: the load's peak stays
+        // near one model, not two.
+        let vb = candle_nn::VarBuilder::from_backend(Box::new(TakenOnce(std::sync::Mutex::new(tensors))), candle_core::DType::F32, device.clone());
         let build = || -> candle_core::Result<StreamSpeech> {
             let d = cfg.encoder.layer.embed_dim;
             Ok(StreamSpeech {
@@ -399,5 +402,40 @@ impl StreamSpeech {
         let units = crate::ctc::greedy(&unit_logits, PAD, UNK, blank)?.tokens;
         lap(&mut seconds.unit_decoder);
         Ok(Translation { encoder_out, asr_logits, st_logits, asr, st, mt_tokens, mt_states, t2u_states, unit_logits, units, seconds })
+    }
+}
+
+/// Checkpoint tensors that a model takes out as it builds (each name once).
+struct TakenOnce(std::sync::Mutex<std::collections::HashMap<String, candle_core::Tensor>>);
+
+impl TakenOnce {
+    fn take(&self, name: &str) -> candle_core::Result<candle_core::Tensor> {
+        let mut map = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.remove(name).ok_or_else(|| candle_core::Error::CannotFindTensor { path: name.to_string() }.bt())
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for TakenOnce {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: candle_core::DType,
+        dev: &candle_core::Device,
+    ) -> candle_core::Result<candle_core::Tensor> {
+        let t = self.take(name)?;
+        if t.shape() != &s {
+            return Err(candle_core::Error::UnexpectedShape { msg: format!("shape mismatch for {name}"), expected: s, got: t.shape().clone() }.bt());
+        }
+        t.to_device(dev)?.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: candle_core::DType, dev: &candle_core::Device) -> candle_core::Result<candle_core::Tensor> {
+        self.take(name)?.to_device(dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(name)
     }
 }
