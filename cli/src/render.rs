@@ -83,6 +83,7 @@ pub fn render(input: &Audio, setup: &RenderSetup, progress: &mut dyn FnMut(u64, 
         initial_slot: setup.initial_slot,
         offline: true,
         passthrough_gain: [1.0, 1.0],
+        worker_threads: engine::WorkerThreads::new(1),
     });
     let latency = engine.latency() as usize;
     let total = frames + latency;

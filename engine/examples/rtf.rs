@@ -26,6 +26,7 @@ fn main() {
             initial_slot: 0,
             offline: true,
             passthrough_gain: [1.0, 1.0],
+            worker_threads: engine::WorkerThreads::new(1),
         });
         let t0 = Instant::now();
         let mut input = x.clone();

@@ -54,6 +54,57 @@ pub struct EngineSetup {
     /// Gain of each slot's passthrough when it has no model (1.0; host tests use -1 for slot 1
     /// to locate mode switches).
     pub passthrough_gain: [f32; 2],
+    /// How many threads the worker's kernels use in real time (a live handle: a change applies
+    /// from the next chunk, without a re-plan). Rendering exactly always uses every core.
+    pub worker_threads: WorkerThreads,
+}
+
+/// The real-time worker's thread count, shared between the engine and whoever sets it (the
+/// plugin's window). 0 means auto ([`auto_worker_threads`]). The kernels' results do not depend
+/// on the thread count (their tiles are fixed), so a change never changes the audio.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerThreads(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WorkerThreads {
+    /// A handle set to `n` (0: auto).
+    pub fn new(n: usize) -> Self {
+        WorkerThreads(Arc::new(std::sync::atomic::AtomicUsize::new(n)))
+    }
+
+    /// Sets the choice (0: auto); values beyond the machine's cores are clamped when used.
+    pub fn set(&self, n: usize) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The choice as set (0: auto).
+    pub fn choice(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The thread count the worker uses on a machine with `cores` cores: the choice clamped to
+    /// 1..=cores, or the auto share.
+    pub fn resolve(&self, cores: usize) -> usize {
+        resolve_worker_threads(self.choice(), cores)
+    }
+}
+
+/// Auto: a quarter of the cores, 1 to 4. A live plugin shares the machine with the host's audio
+/// threads, other plugins and other instances of this one: on 2–7 cores it keeps to one (the
+/// others stay free for the host), on 8 it takes 2, on 16 or more 4 (beyond that the kernels'
+/// gain at streaming chunk sizes is small, see the README's live table).
+pub fn auto_worker_threads(cores: usize) -> usize {
+    (cores / 4).clamp(1, 4)
+}
+
+/// `choice` (0: auto) for a machine with `cores` cores, within 1..=cores.
+pub fn resolve_worker_threads(choice: usize, cores: usize) -> usize {
+    let cores = cores.max(1);
+    if choice == 0 { auto_worker_threads(cores) } else { choice.min(cores) }
+}
+
+/// The cores this process may use (1 when unknown).
+pub fn machine_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// The latency budget, in host samples.
@@ -142,6 +193,8 @@ pub struct EngineStats {
     pub freewheels: AtomicU64,
     /// Stream restarts (transport starts and jumps, see [`EngineProcessor::restart_at`]).
     pub restarts: AtomicU64,
+    /// The threads the worker's kernels use now (0 until the worker starts).
+    pub worker_threads: std::sync::atomic::AtomicUsize,
 }
 
 /// Wet sample with its input index.

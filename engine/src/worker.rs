@@ -40,12 +40,15 @@ pub(crate) fn spawn(
         .spawn(move || {
             // The models in use (hot swaps change them; a resync rebuilds from them).
             let mut setup = setup;
-            // Real time: the kernels run on this thread alone, leaving the other cores to the
-            // host. Rendering exactly (offline, or a freewheel the audio thread recognised): every
-            // core, since nothing else is waiting on time.
-            let all_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            // Real time: the kernels run on the chosen share of the cores (auto: one on a small
+            // machine), leaving the rest to the host. Rendering exactly (offline, or a freewheel
+            // the audio thread recognised): every core, since nothing else is waiting on time.
+            let all_cores = crate::machine_cores();
+            let threads_now = |exact: bool| if exact { all_cores } else { setup.worker_threads.resolve(all_cores) };
             let mut exact = shared.exact.load(Ordering::Relaxed);
-            vocoder::kernels::set_threads(if exact { all_cores } else { 1 });
+            let mut threads = threads_now(exact);
+            vocoder::kernels::set_threads(threads);
+            shared.stats.worker_threads.store(threads, Ordering::Relaxed);
             let mut slots = pipes(&setup);
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
@@ -107,10 +110,11 @@ pub(crate) fn spawn(
                 let t0 = Instant::now();
                 // The audio thread renders exactly (offline or a recognised freewheel): all cores,
                 // and never skip input. The kernels' results do not depend on the thread count.
-                let now_exact = shared.exact.load(Ordering::Relaxed);
-                if now_exact != exact {
-                    exact = now_exact;
-                    vocoder::kernels::set_threads(if exact { all_cores } else { 1 });
+                exact = shared.exact.load(Ordering::Relaxed);
+                if threads_now(exact) != threads {
+                    threads = threads_now(exact);
+                    vocoder::kernels::set_threads(threads);
+                    shared.stats.worker_threads.store(threads, Ordering::Relaxed);
                 }
                 // Real time only: hopelessly behind? Restart the pipelines at the present.
                 let needed = shared.needed.load(Ordering::Relaxed);

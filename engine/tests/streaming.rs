@@ -92,6 +92,7 @@ fn setup(rate: u32, slots: [Option<Arc<Vocoder>>; 2], ms: u32, max_block: usize,
         initial_slot: 0,
         offline,
         passthrough_gain: [1.0, 1.0],
+        worker_threads: engine::WorkerThreads::new(1),
     }
 }
 
@@ -521,4 +522,73 @@ fn restart_makes_the_stream_equal_to_a_fresh_render_from_that_sample() {
     let d = max_abs_diff(&got[lat..], &want[lat..]);
     assert_eq!(d, 0.0, "restarted stream vs fresh render: max abs {d}");
     assert!(want[lat..].iter().any(|v| v.abs() > 0.01));
+}
+
+#[test]
+fn worker_threads_resolve_within_the_machine() {
+    use engine::{auto_worker_threads, resolve_worker_threads};
+    assert_eq!([1, 2, 4, 7, 8, 16, 64].map(auto_worker_threads), [1, 1, 1, 1, 2, 4, 4]);
+    assert_eq!(resolve_worker_threads(0, 2), 1, "auto on this CI's 2 cores");
+    assert_eq!(resolve_worker_threads(3, 8), 3);
+    // A project saved on a bigger machine (or a hostile state file): clamped to the cores.
+    assert_eq!(resolve_worker_threads(usize::MAX, 8), 8);
+    assert_eq!(resolve_worker_threads(5, 0), 1);
+}
+
+/// Waits (bounded) until the worker reports `want` threads, feeding it blocks of silence.
+fn worker_threads_reach(e: &mut EngineProcessor, want: usize) -> usize {
+    let t0 = std::time::Instant::now();
+    let mut k = 0u64;
+    loop {
+        let mut buf = vec![0.0f32; 256];
+        {
+            let mut chans: [&mut [f32]; 1] = [&mut buf];
+            e.process_at(k as f64 * 256.0 / 48_000.0, &mut chans, &mut || (1.0, 1.0));
+        }
+        k += 1;
+        let now = e.stats.worker_threads.load(std::sync::atomic::Ordering::Relaxed);
+        if now == want || t0.elapsed() > std::time::Duration::from_secs(10) {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn worker_threads_apply_live_and_a_bounce_uses_every_core() {
+    let cores = engine::machine_cores();
+    let threads = engine::WorkerThreads::new(1);
+    let mut s = setup(48_000, [Some(tiny("v1_tiny")), None], 80, 256, false);
+    s.worker_threads = threads.clone();
+    let mut e = EngineProcessor::new(s.clone());
+    assert_eq!(worker_threads_reach(&mut e, 1), 1);
+    threads.set(2);
+    assert_eq!(worker_threads_reach(&mut e, 2.min(cores)), 2.min(cores), "a change applies without a re-plan");
+    threads.set(0);
+    assert_eq!(worker_threads_reach(&mut e, engine::auto_worker_threads(cores)), engine::auto_worker_threads(cores));
+    drop(e);
+    // Offline the worker renders on every core, whatever the real-time choice.
+    let mut offline = s;
+    offline.offline = true;
+    threads.set(1);
+    let e = EngineProcessor::new(offline);
+    assert_eq!(e.stats.worker_threads.load(std::sync::atomic::Ordering::Relaxed), cores);
+}
+
+#[test]
+fn the_worker_thread_count_does_not_change_the_audio() {
+    // The real-time worker's kernels at 1 or 2 threads (the window's choice) give the same bits:
+    // their tiles do not depend on the thread count.
+    let v = universal();
+    let (x, rate) = speech();
+    assert_eq!(rate, v.config().sampling_rate);
+    let x = &x[..(rate as usize / 2).min(x.len())];
+    let frames = engine::chunk_frames(&v, 80);
+    vocoder::kernels::set_threads(1);
+    let one = chunked_model(&v, x, frames, 512);
+    vocoder::kernels::set_threads(2);
+    let two = chunked_model(&v, x, frames, 512);
+    vocoder::kernels::set_threads(1);
+    assert!(!one.is_empty() && one.iter().any(|s| s.abs() > 1e-3), "the model made sound");
+    assert!(one == two, "1 and 2 threads differ: max abs {}", max_abs_diff(&one, &two));
 }

@@ -26,8 +26,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::latency::{LatencyChoice, planned_latency};
 use crate::models::{self, NO_MODEL, SlotStatus};
-use crate::params::{Mode, VocoderParams};
-use crate::view::{Badge, MeterView, ScopeHistory, SlotView, WindowSize, latency_text};
+use crate::params::{Mode, ThreadsChoice, VocoderParams};
+use crate::view::{Badge, MeterView, ScopeHistory, SlotView, WindowSize, latency_text, threads_text};
 
 /// Seconds of history in the live spectrograms.
 pub const SCOPE_SECONDS: f32 = 4.0;
@@ -53,6 +53,8 @@ pub struct EditorShared {
     pub load_error: [Mutex<Option<String>>; 2],
     /// The host must re-activate for a loaded model's latency (asked for; shown until then).
     pub restart_pending: AtomicBool,
+    /// The real-time worker's thread choice, live in every engine this instance builds.
+    pub worker_threads: engine::WorkerThreads,
 }
 
 impl Default for EditorShared {
@@ -70,6 +72,7 @@ impl Default for EditorShared {
             loading: Default::default(),
             load_error: Default::default(),
             restart_pending: AtomicBool::new(false),
+            worker_threads: engine::WorkerThreads::new(0),
         }
     }
 }
@@ -471,6 +474,29 @@ impl VocoderWindow {
         }
     }
 
+    /// The real-time worker's threads: persisted with the project and applied live (the kernels'
+    /// results do not depend on it, so the audio does not change; only the worker's speed).
+    fn threads_control(&mut self, ui: &mut egui::Ui, in_use: usize) {
+        let cores = engine::machine_cores();
+        let current = *self.params.worker_threads.read();
+        let mut chosen = current;
+        ui.label("threads");
+        egui::ComboBox::from_id_salt("worker-threads")
+            .selected_text(threads_text(current, cores, in_use))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut chosen, ThreadsChoice::Auto, format!("auto ({})", engine::auto_worker_threads(cores)));
+                for n in 1..=cores.min(32) {
+                    ui.selectable_value(&mut chosen, ThreadsChoice::Fixed(n as u32), n.to_string());
+                }
+            })
+            .response
+            .on_hover_text("Threads of the real-time worker (offline bounces use every core). Auto: a quarter of the cores, 1 to 4.");
+        if chosen != current {
+            *self.params.worker_threads.write() = chosen;
+            self.shared.worker_threads.set(chosen.engine_value());
+        }
+    }
+
     fn meters(&mut self, ui: &mut egui::Ui) {
         let stats = self.shared.stats.read().clone();
         let device = self.shared.device_status.read().clone();
@@ -499,6 +525,8 @@ impl VocoderWindow {
             ui.label(&meter.underruns);
             ui.separator();
             ui.label(format!("device: {}", meter.device));
+            ui.separator();
+            self.threads_control(ui, stats.worker_threads.load(Ordering::Relaxed));
         });
         let mut warnings: Vec<String> = meter.warning.into_iter().collect();
         if let Some(w) = self.history.noise_warning() {
@@ -655,6 +683,7 @@ mod tests {
             initial_slot: 0,
             offline: false,
             passthrough_gain: [1.0, 1.0],
+            worker_threads: engine::WorkerThreads::new(1),
         });
         for c in LatencyChoice::ALL {
             shared.latency_table[c.index()].store(planned_latency(rate, block, c, &models), Ordering::Relaxed);

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 pub use engine::{MODE_FADE_MS, mode_fade_samples};
 pub use latency::{LatencyChoice, planned_latency};
 use models::SlotStatus;
-pub use params::{DeviceChoice, Mode, VocoderParams};
+pub use params::{DeviceChoice, Mode, ThreadsChoice, VocoderParams};
 
 /// Stable plugin identities. Changing these breaks every saved project that uses the plugin.
 pub const CLAP_ID: &str = "org.streamspeech.vocoder";
@@ -111,6 +111,8 @@ impl StreamSpeechVocoder {
         // and renders faster than real time is recognised by its pacing either way.
         let host_offline = buffer_config.process_mode == ProcessMode::Offline;
         let trusted_offline = host_offline && context.plugin_api() == PluginApi::Clap;
+        // The persisted choice (restored with the project) reaches the worker through the live handle.
+        self.shared.worker_threads.set(self.params.worker_threads.read().engine_value());
         let setup = EngineSetup {
             host_rate,
             channels,
@@ -120,6 +122,7 @@ impl StreamSpeechVocoder {
             initial_slot: self.params.mode.value().slot(),
             offline: trusted_offline,
             passthrough_gain: PASSTHROUGH_GAIN,
+            worker_threads: self.shared.worker_threads.clone(),
         };
         let mut engine = Box::new(EngineProcessor::new(setup.clone()));
         let assume_freewheel = host_offline && !trusted_offline;

@@ -42,6 +42,28 @@ pub enum DeviceChoice {
     Gpu,
 }
 
+/// How many threads the real-time worker uses. Persisted with the project, not automatable.
+/// A project may come from another machine: a count beyond this machine's cores is clamped
+/// when used (and shown so in the window), never trusted as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadsChoice {
+    /// A quarter of the cores, 1 to 4 (`engine::auto_worker_threads`).
+    #[default]
+    Auto,
+    Fixed(u32),
+}
+
+impl ThreadsChoice {
+    /// The engine's encoding: 0 = auto, else the count (0 as a count means 1).
+    pub fn engine_value(self) -> usize {
+        match self {
+            ThreadsChoice::Auto => 0,
+            ThreadsChoice::Fixed(n) => (n as usize).max(1),
+        }
+    }
+}
+
 #[derive(Params)]
 pub struct VocoderParams {
     #[id = "mode"]
@@ -77,6 +99,10 @@ pub struct VocoderParams {
     #[persist = "device"]
     pub device: RwLock<DeviceChoice>,
 
+    /// Threads of the real-time worker (offline bounces use every core).
+    #[persist = "worker-threads"]
+    pub worker_threads: RwLock<ThreadsChoice>,
+
     /// The window's size and zoom.
     #[persist = "window"]
     pub window: RwLock<crate::view::WindowSize>,
@@ -108,6 +134,7 @@ impl Default for VocoderParams {
             model_original: RwLock::new(None),
             model_modified: RwLock::new(None),
             device: RwLock::new(DeviceChoice::Auto),
+            worker_threads: RwLock::new(ThreadsChoice::Auto),
             window: RwLock::new(crate::view::WindowSize::DEFAULT),
         }
     }

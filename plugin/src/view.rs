@@ -257,8 +257,34 @@ impl WindowSize {
     }
 }
 
+/// The worker-threads control's label: the choice, and what it means on this machine.
+/// `in_use`: what the worker runs on now (0: not running); while a bounce renders on every core
+/// it differs from the real-time choice and says so.
+pub fn threads_text(choice: crate::params::ThreadsChoice, cores: usize, in_use: usize) -> String {
+    let live = engine::resolve_worker_threads(choice.engine_value(), cores);
+    let chosen = match choice {
+        crate::params::ThreadsChoice::Auto => format!("auto ({live})"),
+        crate::params::ThreadsChoice::Fixed(n) if n as usize > cores => format!("{n} → {live} (this machine has {cores})"),
+        crate::params::ThreadsChoice::Fixed(_) => format!("{live}"),
+    };
+    if in_use != 0 && in_use != live { format!("{chosen}; {in_use} while rendering") } else { chosen }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn threads_text_says_what_runs_on_this_machine() {
+        use crate::params::ThreadsChoice;
+        assert_eq!(threads_text(ThreadsChoice::Auto, 2, 1), "auto (1)");
+        assert_eq!(threads_text(ThreadsChoice::Auto, 16, 4), "auto (4)");
+        assert_eq!(threads_text(ThreadsChoice::Fixed(2), 8, 2), "2");
+        // A project from a bigger machine: clamped, and said so.
+        assert_eq!(threads_text(ThreadsChoice::Fixed(64), 8, 8), "64 → 8 (this machine has 8)");
+        // A bounce runs on every core whatever the real-time choice.
+        assert_eq!(threads_text(ThreadsChoice::Fixed(1), 8, 8), "1; 8 while rendering");
+        assert_eq!(threads_text(ThreadsChoice::Fixed(0), 4, 0), "1");
+    }
+
     use super::*;
     use std::path::PathBuf;
 
