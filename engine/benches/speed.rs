@@ -22,6 +22,9 @@ use vocoder::kernels;
 use vocoder::mel::MelFrontEnd;
 use vocoder::{Kernels, Vocoder};
 
+/// The plugin's Latency choices (the worker's chunk per choice, `engine::chunk_frames`).
+const LATENCY_CHOICES_MS: [u32; 6] = [20, 40, 80, 160, 320, 640];
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -101,6 +104,7 @@ fn main() {
     let mut rows = Vec::new();
     let mut layers_json = BTreeMap::new();
     let mut reference_json = serde_json::Value::Null;
+    let mut live_json = BTreeMap::new();
 
     for (name, file) in [("HiFi-GAN V1 universal", "hifigan_v1_universal.safetensors"), ("GRC-MRF distilled", "grc_mrf_distilled.safetensors")] {
         let path = models_dir.join(file);
@@ -213,6 +217,27 @@ fn main() {
             rss_stock: None,
             max_abs: None,
         });
+        // The real-time worker's setting (window: "threads"): live RTF at every Latency choice
+        // with its kernels on 1 and 2 threads (the same bits either way; engine tests).
+        let mut live = Vec::new();
+        for ms in LATENCY_CHOICES_MS {
+            let mut per_threads = [0.0f64; 2];
+            for (i, threads) in [1usize, 2].into_iter().enumerate() {
+                set_threads(threads);
+                per_threads[i] = streaming_rtf(fast.clone(), stream_audio, ms);
+            }
+            live.push((ms, per_threads));
+        }
+        set_threads(1);
+        println!("\n{name}: live RTF per Latency choice (worker threads)\n");
+        println!("| Latency | 1 thread | 2 threads | 1 → 2 |\n| ---: | ---: | ---: | ---: |");
+        for (ms, [a, b]) in &live {
+            println!("| {ms} ms | {a:.3} | {b:.3} | {:.2}× |", a / b);
+        }
+        live_json.insert(
+            name.to_string(),
+            serde_json::Value::Array(live.iter().map(|(ms, [a, b])| serde_json::json!({"latency_ms": ms, "rtf_1_thread": a, "rtf_2_threads": b})).collect()),
+        );
     }
 
     println!("\n## Real-time factor (compute seconds per audio second; lower is faster)\n");
@@ -253,7 +278,7 @@ fn main() {
     if let (Some(a), Some(b)) = (one, v1) {
         println!("V1 scaling 1 → 2 threads: {:.2}×", a.ours / b.ours);
     }
-    let json = serde_json::json!({"seconds": seconds, "rows": rows_json, "layers": layers_json, "reference": reference_json});
+    let json = serde_json::json!({"seconds": seconds, "rows": rows_json, "layers": layers_json, "live_worker_threads": live_json, "reference": reference_json});
     std::fs::write(out_dir.join("speed.json"), serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nwritten: {}", out_dir.join("speed.json").display());
 }

@@ -249,9 +249,11 @@ fn state_round_trip_restores_params_and_persisted_fields() {
     let mut state = state_json(&a.save_state());
     let fields = state["fields"].as_object_mut().expect("fields");
     assert!(fields.contains_key("model-original") && fields.contains_key("device"), "{fields:?}");
+    assert_eq!(fields["worker-threads"], "\"auto\"", "a new instance's worker threads follow the machine");
     fields.insert("model-original".into(), serde_json::json!("\"/models/my_hifigan.safetensors\""));
     fields.insert("model-modified".into(), serde_json::json!("\"/models/thesis_grc.safetensors\""));
     fields.insert("device".into(), serde_json::json!("\"gpu\""));
+    fields.insert("worker-threads".into(), serde_json::json!("{\"fixed\":2}"));
     a.load_state(&state_bytes(&state));
     let saved = a.save_state();
 
@@ -269,6 +271,7 @@ fn state_round_trip_restores_params_and_persisted_fields() {
     assert_eq!(restored["fields"]["model-original"], "\"/models/my_hifigan.safetensors\"");
     assert_eq!(restored["fields"]["model-modified"], "\"/models/thesis_grc.safetensors\"");
     assert_eq!(restored["fields"]["device"], "\"gpu\"");
+    assert_eq!(restored["fields"]["worker-threads"], "{\"fixed\":2}");
     // The restored Latency is the one reported once active.
     b.activate(48_000.0, 1, 512);
     assert_eq!(b.latency(), expected_latency(48_000, 512, LatencyChoice::Ms320));
