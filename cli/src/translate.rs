@@ -413,7 +413,6 @@ fn latency_report(segments: &[SegmentEntry], input_ms: f64, rate: u32) -> Latenc
 /// never overlapping, never dropped). Writes `-o` (the timeline at the input's length plus the
 /// tail, at `--rate` or the input's rate), `--timeline` JSON and `--srt` subtitles.
 pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
-    use translator::simultaneous::Action;
     for p in [a.output, a.text, a.timeline, a.srt].into_iter().flatten() {
         vocoder::files::output_target(p, a.force).map_err(|e| e.to_string())?;
     }
@@ -428,127 +427,99 @@ pub fn translate_simultaneous(a: &TranslateArgs) -> Result<Timeline, String> {
     let (model, _) = translator::model::StreamSpeech::load_for_segment(a.translator, data.mt, Some(a.segment_ms), &candle_core::Device::Cpu)
         .map_err(|e| format!("translator {}: {e}", a.translator.display()))?;
     let units_out = model.cfg.t2u.vocab.saturating_sub(5);
-    let v = &voice.loaded.vocoder;
+    let vocoder = std::sync::Arc::new(voice.loaded.vocoder);
+    let v = &vocoder;
     if v.config().num_embeddings != units_out {
         return Err(format!("the unit vocoder takes {} units; the translator emits {units_out}", v.config().num_embeddings));
     }
     let input = audio_io::read_audio(a.input).map_err(|e| e.to_string())?;
-    let wave = if input.rate == 16_000 { input.mono() } else { engine::stream::resample_whole(&input.mono(), input.rate, 16_000) };
-    let cfg = translator::simultaneous::PolicyConfig::for_segment(a.segment_ms);
-    let mut agent = translator::simultaneous::SimultaneousAgent::new(&model, cfg, data.cmvn.clone(), &data.target).map_err(|e| e.to_string())?;
-    let dur = !a.no_dur_prediction && v.has_duration_predictor();
-    let mut stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
     let rate = v.config().sampling_rate;
-    let hop = v.config().code_hop_size;
-    let delay_ms = a.segment_ms as f64 + (v.lookahead_units(dur) * hop + v.stream_lag()) as f64 * 1000.0 / rate as f64;
-    let per_call = agent.samples_per_segment();
-    let calls = wave.len().div_ceil(per_call).max(1);
-    let bar = (a.progress && wave.len() > 30 * 16_000).then(|| crate::progress_bar(calls as u64, "translate"));
-    let mut listener: Vec<f32> = Vec::new();
-    let (mut queue_end, mut max_backlog) = (0usize, 0f64);
-    let mut segments = Vec::with_capacity(calls);
-    let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
-    let limits = translator::simultaneous::StreamLimits::default();
-    let (mut utterance, mut done_asr, mut done_translation): (usize, Vec<String>, Vec<String>) = (0, Vec::new(), Vec::new());
+    let out_rate = a.rate.unwrap_or(input.rate);
+    // The plugin's Translate task runs the same session on the host's blocks; a bounce equals
+    // this render bit for bit.
+    let spec = engine::translate::VoiceSpec {
+        vocoder: vocoder.clone(),
+        dur_prediction: !a.no_dur_prediction && v.has_duration_predictor(),
+        speaker: a.speaker,
+        cond: voice.cond.clone(),
+    };
+    let mut cfg = engine::translate::SessionConfig::new(a.segment_ms, input.rate, out_rate);
+    cfg.single_utterance = a.single_utterance;
+    let mut session = engine::translate::TranslateSession::new(&model, &data, vec![spec], cfg)?;
+    let delay_ms = session.delay_ms(0);
+    let mono = input.mono();
+    // Fed a segment's worth of input at a time (the progress bar's step).
+    let piece = (a.segment_ms * input.rate as usize).div_ceil(1000).max(1);
+    let calls = mono.len().div_ceil(piece).max(1);
+    let bar = (a.progress && mono.len() > 30 * input.rate as usize).then(|| crate::progress_bar(calls as u64, "translate"));
+    let mut out = vec![Vec::new()];
+    let mut reports = Vec::with_capacity(calls);
     let mut pos = 0;
-    while pos < wave.len() || segments.is_empty() {
-        let end = (pos + per_call).min(wave.len());
-        let finished = end >= wave.len();
-        let t = std::time::Instant::now();
-        // An input is a stream: utterances end at silence or at the length cap (unless it is
-        // one utterance, as upstream's evaluator treats a file).
-        let step = if a.single_utterance { agent.push(&wave[pos..end], finished) } else { agent.push_stream(&wave[pos..end], finished, &limits) };
-        let step = step.map_err(|e| e.to_string())?;
+    loop {
+        let end = (pos + piece).min(mono.len());
+        reports.extend(session.push(&mono[pos..end], end == mono.len(), 0, &mut out)?);
         pos = end;
-        let utterance_done = matches!(step.action, Action::Finish | Action::Write { finished: true, .. }) || finished;
-        let mut audio = Vec::new();
-        let (action, new_units) = match &step.action {
-            Action::Read => ("READ", Vec::new()),
-            Action::Write { new_units, .. } => ("WRITE", new_units.clone()),
-            Action::Finish => ("WRITE", Vec::new()),
-        };
-        let ids: Vec<i64> = new_units.iter().map(|&u| u as i64).collect();
-        if !ids.is_empty() || utterance_done {
-            v.stream_push(&mut stream, &ids, false, &mut audio).map_err(|e| e.to_string())?;
-        }
-        if utterance_done {
-            // The generator's last samples need the utterance's end.
-            v.stream_finish(&mut stream, &mut audio).map_err(|e| e.to_string())?;
-            stream = v.stream(a.speaker, dur, voice.cond.as_ref()).map_err(|e| e.to_string())?;
-        }
-        let compute_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let input_ms = pos as f64 * 1000.0 / 16_000.0;
-        let audio_start_ms = (!audio.is_empty()).then(|| {
-            let due = ((input_ms + delay_ms) * rate as f64 / 1000.0).round() as usize;
-            let start = due.max(queue_end);
-            max_backlog = max_backlog.max((start - due) as f64 * 1000.0 / rate as f64);
-            if listener.len() < start + audio.len() {
-                listener.resize(start + audio.len(), 0.0);
-            }
-            listener[start..start + audio.len()].copy_from_slice(&audio);
-            queue_end = start + audio.len();
-            start as f64 * 1000.0 / rate as f64
-        });
-        unit_count += new_units.len();
-        let asr = data.source.detokenize(&step.asr_ids);
-        let translation = data.target.detokenize(&step.translation_ids);
-        let joined = |done: &[String], current: &str| done.iter().map(String::as_str).chain([current]).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
-        asr_text = joined(&done_asr, &asr);
-        translation_text = joined(&done_translation, &translation);
-        segments.push(SegmentEntry {
-            index: segments.len(),
-            utterance,
-            input_ms,
-            action,
-            asr,
-            asr_ids: step.asr_ids,
-            translation,
-            translation_ids: step.translation_ids,
-            translation_tentative: data.target.detokenize(&step.st_ids),
-            new_units,
-            emitted_samples: audio.len(),
-            audio_start_ms,
-            compute_ms,
-            frames: step.frames,
-            encoded_frames: step.encoded_frames,
-        });
-        if utterance_done {
-            let last = segments.last().expect("just pushed");
-            done_asr.push(last.asr.clone());
-            done_translation.push(last.translation.clone());
-            utterance += 1;
-        }
         if let Some(b) = &bar {
             b.inc(1);
         }
-        if finished {
+        if pos == mono.len() {
             break;
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let source_ms = session.source_samples() as f64 * 1000.0 / 16_000.0;
+    let stats = session.lane_stats(0);
+    let mut segments = Vec::with_capacity(reports.len());
+    let (mut asr_text, mut translation_text, mut unit_count) = (String::new(), String::new(), 0usize);
+    let (mut done_asr, mut done_translation): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for r in reports {
+        unit_count += r.new_units.len();
+        let asr = data.source.detokenize(&r.step.asr_ids);
+        let translation = data.target.detokenize(&r.step.translation_ids);
+        let joined = |done: &[String], current: &str| done.iter().map(String::as_str).chain([current]).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
+        asr_text = joined(&done_asr, &asr);
+        translation_text = joined(&done_translation, &translation);
+        if r.utterance_done {
+            done_asr.push(asr.clone());
+            done_translation.push(translation.clone());
+        }
+        let input_ms = r.input_ms();
+        let voiced = r.voiced[0];
+        segments.push(SegmentEntry {
+            index: r.index,
+            utterance: r.utterance,
+            input_ms,
+            action: r.action,
+            asr,
+            asr_ids: r.step.asr_ids,
+            translation,
+            translation_ids: r.step.translation_ids,
+            translation_tentative: data.target.detokenize(&r.step.st_ids),
+            new_units: r.new_units,
+            emitted_samples: voiced.samples,
+            audio_start_ms: voiced.start.map(|s| s as f64 * 1000.0 / rate as f64),
+            compute_ms: r.compute_s * 1000.0,
+            frames: r.step.frames,
+            encoded_frames: r.step.encoded_frames,
+        });
+    }
     let timeline = Timeline {
         segment_ms: a.segment_ms,
         sample_rate: rate,
         delay_ms,
-        input_ms: wave.len() as f64 * 1000.0 / 16_000.0,
-        output_ms: queue_end as f64 * 1000.0 / rate as f64,
-        max_backlog_ms: max_backlog,
+        input_ms: source_ms,
+        output_ms: stats.queue_end as f64 * 1000.0 / rate as f64,
+        max_backlog_ms: stats.max_backlog as f64 * 1000.0 / rate as f64,
         asr: asr_text,
         translation: translation_text,
         units: unit_count,
-        latency: latency_report(&segments, wave.len() as f64 * 1000.0 / 16_000.0, rate),
+        latency: latency_report(&segments, source_ms, rate),
         segments,
     };
     // Everything is computed before anything is written.
-    let out_audio = a.output.map(|_| {
-        let input_len = (wave.len() as u64 * rate as u64 / 16_000) as usize;
-        listener.resize(listener.len().max(input_len), 0.0);
-        let out_rate = a.rate.unwrap_or(input.rate);
-        let samples = if out_rate == rate { listener.clone() } else { engine::stream::resample_whole(&listener, rate, out_rate) };
-        Audio { rate: out_rate, channels: vec![samples] }
-    });
+    let out_audio = a.output.map(|_| Audio { rate: out_rate, channels: vec![std::mem::take(&mut out[0])] });
     if let Some(audio) = &out_audio {
         let reasons = vocoder::units::output_health(&audio.channels[0], audio.rate);
         if !reasons.is_empty() && timeline.units > 0 {

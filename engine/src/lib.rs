@@ -15,6 +15,8 @@ pub mod scope;
 pub mod stream;
 pub mod swap;
 pub mod timeline;
+pub mod translate;
+pub mod translate_worker;
 mod worker;
 
 use std::sync::Arc;
@@ -220,6 +222,26 @@ pub(crate) struct Shared {
     pub stats: Arc<EngineStats>,
 }
 
+/// What the audio-thread side is built for (shared by both tasks).
+pub(crate) struct Frame {
+    pub host_rate: u32,
+    pub channels: usize,
+    pub max_block: usize,
+    pub offline: bool,
+    pub initial_slot: usize,
+}
+
+/// The worker's ends of the rings.
+pub(crate) struct WorkerIo {
+    pub input: rtrb::Consumer<f32>,
+    pub events: rtrb::Consumer<ModeSwitch>,
+    pub restarts: rtrb::Consumer<u64>,
+    pub output: rtrb::Producer<Wet>,
+    pub scope: rtrb::Producer<scope::ScopeFrame>,
+    pub swaps: std::sync::mpsc::Receiver<swap::SlotSwap>,
+    pub shared: Arc<Shared>,
+}
+
 /// The audio-thread side. Allocates only in `new`.
 pub struct EngineProcessor {
     input: rtrb::Producer<f32>,
@@ -257,6 +279,13 @@ pub struct EngineProcessor {
 impl EngineProcessor {
     pub fn new(setup: EngineSetup) -> Self {
         let budget = plan(&setup);
+        let frame = Frame { host_rate: setup.host_rate, channels: setup.channels, max_block: setup.max_block, offline: setup.offline, initial_slot: setup.initial_slot };
+        Self::with_worker(frame, budget, move |io| worker::spawn(setup, io))
+    }
+
+    /// The audio-thread side around a worker that `spawn` starts with the rings' other ends.
+    /// The worker emits wet sample `i` for input sample `i`, heard at output `i + budget.total()`.
+    pub(crate) fn with_worker(setup: Frame, budget: LatencyBudget, spawn: impl FnOnce(WorkerIo) -> JoinHandle<()>) -> Self {
         let latency = budget.total() as usize;
         let ring = (latency + setup.max_block * 4 + setup.host_rate as usize * 2).next_power_of_two();
         let (in_p, in_c) = rtrb::RingBuffer::new(ring);
@@ -276,7 +305,7 @@ impl EngineProcessor {
             stats: stats.clone(),
         });
         let (swapper, swaps) = SlotSwapper::channel();
-        let worker = worker::spawn(setup.clone(), in_c, ev_c, restart_c, out_p, scope_p, swaps, shared.clone());
+        let worker = spawn(WorkerIo { input: in_c, events: ev_c, restarts: restart_c, output: out_p, scope: scope_p, swaps, shared: shared.clone() });
         // Activation waits (bounded) until the worker has built its pipelines and warmed its
         // models up, so the first real-time chunk is not late.
         let t0 = Instant::now();

@@ -2,14 +2,13 @@
 //! timeline, and emits index-aligned wet samples. It never blocks the audio thread: it only
 //! reads and writes lock-free rings.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::scope::{ScopeAnalyzer, ScopeFrame};
-use crate::swap::{SlotPipe, SlotSwap};
-use crate::timeline::{ModeSwitch, ModeTimeline};
+use crate::scope::ScopeAnalyzer;
+use crate::swap::SlotPipe;
+use crate::timeline::ModeTimeline;
 use crate::{EngineSetup, Shared, Wet, mode_fade_samples, new_slot_stream};
 
 fn pipes(setup: &EngineSetup) -> [SlotPipe; 2] {
@@ -25,16 +24,8 @@ fn pipes_from(setup: &EngineSetup, at: u64) -> [SlotPipe; 2] {
     slots
 }
 
-pub(crate) fn spawn(
-    setup: EngineSetup,
-    mut input: rtrb::Consumer<f32>,
-    mut events: rtrb::Consumer<ModeSwitch>,
-    mut restarts: rtrb::Consumer<u64>,
-    mut output: rtrb::Producer<Wet>,
-    scope_out: rtrb::Producer<ScopeFrame>,
-    swaps: std::sync::mpsc::Receiver<SlotSwap>,
-    shared: Arc<Shared>,
-) -> JoinHandle<()> {
+pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
+    let crate::WorkerIo { mut input, mut events, mut restarts, mut output, scope: scope_out, swaps, shared } = io;
     std::thread::Builder::new()
         .name("streamspeech-worker".into())
         .spawn(move || {
@@ -206,7 +197,7 @@ pub(crate) fn spawn(
 
 /// Hands one wet sample to the audio thread. It drains at least as fast as real time; offline it
 /// waits on us, so a full ring only means we are ahead: wait for room. False: the engine stops.
-fn push_wet(output: &mut rtrb::Producer<Wet>, mut w: Wet, shared: &Shared) -> bool {
+pub(crate) fn push_wet(output: &mut rtrb::Producer<Wet>, mut w: Wet, shared: &Shared) -> bool {
     loop {
         match output.push(w) {
             Ok(()) => return true,

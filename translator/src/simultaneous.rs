@@ -244,12 +244,19 @@ impl<'m> SimultaneousAgent<'m> {
     /// translation with the source up to the pause's end; the rest of `samples` starts the next
     /// utterance), or once its source reaches `limits.max_utterance_ms`. Silence before any
     /// speech is not translated (only the last segment of it is kept, as context), so a silent
-    /// stream costs nothing. `end` marks the end of the whole stream.
+    /// stream costs nothing, and a stream that ends in silence ends with nothing more said. `end`
+    /// marks the end of the whole stream.
     pub fn push_stream(&mut self, samples: &[f32], end: bool, limits: &StreamLimits) -> candle_core::Result<Step> {
         let threshold = 10f32.powf(limits.silence_dbfs / 20.0);
         let pause = limits.silence_ms.saturating_mul(16);
         let cut = self.activity.feed(samples, threshold, pause);
-        if !self.activity.heard_speech && !end {
+        if !self.activity.heard_speech && end {
+            // A stream that ends in silence: nothing more to say (the kept context is silence
+            // too), exactly as a stream that goes on says nothing there.
+            self.reset();
+            return Ok(Step { action: Action::Finish, asr_ids: Vec::new(), st_ids: Vec::new(), translation_ids: Vec::new(), mt_input: None, frames: 0, encoded_frames: 0, seconds: PolicySeconds::default() });
+        }
+        if !self.activity.heard_speech {
             self.source.extend_from_slice(samples);
             let keep = self.samples_per_segment().min(self.source.len());
             self.source.drain(..self.source.len() - keep);
