@@ -285,7 +285,7 @@ fn run(setup: TranslateSetup, plan: TranslatePlan, io: WorkerIo) {
                 let not_before = if exact { 0 } else { not_before };
                 match s.push(seg, false, not_before, &mut lanes.out) {
                     Ok(reports) => {
-                        if let (Some(t), Some(last)) = (translator.as_ref(), reports.last()) {
+                        if let Some(t) = translator.as_ref().filter(|_| !reports.is_empty()) {
                             let mut text = setup.live.text.lock();
                             for r in &reports {
                                 text.update(&t.data, r, lanes.base as f64 * 1000.0 / setup.host_rate as f64);
@@ -294,7 +294,6 @@ fn run(setup: TranslateSetup, plan: TranslatePlan, io: WorkerIo) {
                             let writes = reports.iter().filter(|r| !r.new_units.is_empty()).count() as u64;
                             setup.live.segments.fetch_add(reports.len() as u64, Ordering::Relaxed);
                             setup.live.writes.fetch_add(writes, Ordering::Relaxed);
-                            let _ = last;
                         }
                         let lane = lane_of[timeline.target_slot()].unwrap_or(0);
                         let stats = s.lane_stats(lane);
