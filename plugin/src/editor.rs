@@ -24,6 +24,8 @@ use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{EguiEditorState, EguiNiceSettings, KeyCapture, NiceEguiApp, RepaintNotifier};
 use parking_lot::{Mutex, RwLock};
 
+mod translate_panel;
+
 use crate::latency::{LatencyChoice, planned_latency};
 use crate::models::{self, NO_MODEL, SlotStatus};
 use crate::params::{Mode, ThreadsChoice, VocoderParams};
@@ -55,6 +57,14 @@ pub struct EditorShared {
     pub restart_pending: AtomicBool,
     /// The real-time worker's thread choice, live in every engine this instance builds.
     pub worker_threads: engine::WorkerThreads,
+    /// The running engine translates (Task = Translate).
+    pub active_task: AtomicBool,
+    /// The window loaded a Translate slot: the running engine must be re-planned.
+    pub replan_requested: AtomicBool,
+    /// The Translate slots the running (or next) engine was built with.
+    pub translate: RwLock<Option<crate::translate::TranslateSlots>>,
+    /// The translation as decided, the queue's backlog (written by the Translate worker).
+    pub live: Arc<engine::translate_worker::LiveTranslation>,
 }
 
 impl Default for EditorShared {
@@ -73,6 +83,10 @@ impl Default for EditorShared {
             load_error: Default::default(),
             restart_pending: AtomicBool::new(false),
             worker_threads: engine::WorkerThreads::new(0),
+            active_task: AtomicBool::new(false),
+            replan_requested: AtomicBool::new(false),
+            translate: RwLock::new(None),
+            live: Arc::new(Default::default()),
         }
     }
 }
@@ -240,6 +254,7 @@ pub struct VocoderWindow {
     underruns_seen: (u64, u64, Instant),
     details_open: [bool; 2],
     path_text: [String; 2],
+    translate: translate_panel::TranslateFields,
 }
 
 impl VocoderWindow {
@@ -254,6 +269,7 @@ impl VocoderWindow {
             underruns_seen: (0, 0, Instant::now()),
             details_open: [false; 2],
             path_text: [String::new(), String::new()],
+            translate: Default::default(),
         }
     }
 
@@ -322,6 +338,17 @@ impl VocoderWindow {
     fn top_row(&mut self, ui: &mut egui::Ui, setter: &ParamSetter) {
         let p = self.params.clone();
         ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("Task").strong());
+            let task = p.task.value();
+            for t in [crate::translate::Task::Resynthesize, crate::translate::Task::Translate] {
+                let name = if t == crate::translate::Task::Translate { "Translate (es → en)" } else { "Resynthesize" };
+                if ui.selectable_label(task == t, name).on_hover_text("Not automatable: it changes the latency (re-planned like Latency)").clicked() && task != t {
+                    setter.begin_set_parameter(&p.task);
+                    setter.set_parameter(&p.task, t);
+                    setter.end_set_parameter(&p.task);
+                }
+            }
+            ui.separator();
             ui.label(RichText::new("Mode").strong());
             let current = p.mode.value();
             for mode in [Mode::Original, Mode::Modified] {
@@ -340,7 +367,12 @@ impl VocoderWindow {
                 .selected_text(format!("{} ms", chosen.millis()))
                 .show_ui(ui, |ui| {
                     for c in LatencyChoice::ALL {
-                        if ui.selectable_label(c == chosen, format!("{} ms chunk", c.millis())).clicked() && c != chosen {
+                        let label = if p.task.value() == crate::translate::Task::Translate {
+                            format!("{} ms (segment {} ms)", c.millis(), crate::translate::segment_ms(c))
+                        } else {
+                            format!("{} ms chunk", c.millis())
+                        };
+                        if ui.selectable_label(c == chosen, label).clicked() && c != chosen {
                             setter.begin_set_parameter(&p.latency);
                             setter.set_parameter(&p.latency, c);
                             setter.end_set_parameter(&p.latency);
@@ -596,10 +628,14 @@ impl NiceEguiApp for VocoderWindow {
                     });
                     self.top_row(ui, &setter);
                     ui.add_space(4.0);
-                    ui.columns(2, |cols| {
-                        self.slot_card(&mut cols[0], Mode::Original);
-                        self.slot_card(&mut cols[1], Mode::Modified);
-                    });
+                    if self.params.task.value() == crate::translate::Task::Translate {
+                        self.translate_panel(ui);
+                    } else {
+                        ui.columns(2, |cols| {
+                            self.slot_card(&mut cols[0], Mode::Original);
+                            self.slot_card(&mut cols[1], Mode::Modified);
+                        });
+                    }
                     ui.add_space(4.0);
                     self.meters(ui);
                     ui.add_space(4.0);

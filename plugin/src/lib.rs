@@ -13,6 +13,7 @@ pub mod latency;
 pub mod models;
 pub mod params;
 pub mod replan;
+pub mod translate;
 pub mod view;
 
 use editor::EditorShared;
@@ -23,6 +24,7 @@ pub use engine::{MODE_FADE_MS, mode_fade_samples};
 pub use latency::{LatencyChoice, planned_latency};
 use models::SlotStatus;
 pub use params::{DeviceChoice, Mode, ThreadsChoice, VocoderParams};
+pub use translate::Task;
 
 /// Stable plugin identities. Changing these breaks every saved project that uses the plugin.
 pub const CLAP_ID: &str = "org.streamspeech.vocoder";
@@ -47,6 +49,7 @@ pub struct StreamSpeechVocoder {
     /// engine's meters and spectrogram feed (written here on activation, never in `process`).
     pub shared: Arc<EditorShared>,
     active_choice: LatencyChoice,
+    active_task: Task,
     /// A restart was requested for a latency change and has not happened yet.
     restart_requested: bool,
 }
@@ -63,6 +66,7 @@ impl Default for StreamSpeechVocoder {
             transport: TransportAnchor::default(),
             shared: Arc::new(EditorShared::default()),
             active_choice: LatencyChoice::Ms80,
+            active_task: Task::Resynthesize,
             restart_requested: false,
         }
     }
@@ -85,6 +89,12 @@ pub fn resolve_slots(params: &VocoderParams) -> ([SlotStatus; 2], String) {
 pub fn expected_latency(host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
     let (slots, _) = resolve_slots(&VocoderParams::default());
     planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()])
+}
+
+/// What `activate` reports in Translate for these inputs and the persisted slots (host tests
+/// check the reported value against it).
+pub fn expected_translate_latency(params: &VocoderParams, host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
+    translate::planned_translate(&params.translate_slots(choice), choice, host_rate, max_block).latency() as u32
 }
 
 impl StreamSpeechVocoder {
@@ -124,8 +134,10 @@ impl StreamSpeechVocoder {
             passthrough_gain: PASSTHROUGH_GAIN,
             worker_threads: self.shared.worker_threads.clone(),
         };
-        let mut engine = Box::new(EngineProcessor::new(setup.clone()));
+        let task = self.params.task.value();
         let assume_freewheel = host_offline && !trusted_offline;
+        let plan = replan::PlanRequest { choice, task, slot: self.params.mode.value().slot() };
+        let mut engine = Box::new(replan::build_engine(&setup, plan, &self.params, &self.shared));
         if assume_freewheel {
             engine.assume_freewheel();
         }
@@ -134,6 +146,7 @@ impl StreamSpeechVocoder {
         for c in LatencyChoice::ALL {
             self.shared.latency_table[c.index()].store(0, Ordering::Relaxed);
         }
+        self.shared.active_task.store(task == Task::Translate, Ordering::Relaxed);
         self.shared.latency_table[choice.index()].store(engine.latency(), Ordering::Relaxed);
         // Within activate() is the one place CLAP allows `latency.changed`.
         context.set_latency_samples(engine.latency());
@@ -142,11 +155,13 @@ impl StreamSpeechVocoder {
         shared.sample_rate.store(buffer_config.sample_rate, Ordering::Relaxed);
         shared.max_block.store(max_block as u32, Ordering::Relaxed);
         shared.restart_pending.store(false, Ordering::Release);
+        shared.replan_requested.store(false, Ordering::Release);
         *shared.stats.write() = Some(engine.stats.clone());
         *shared.scope.lock() = engine.take_scope();
         *shared.swapper.lock() = Some(engine.swapper());
-        self.replanner = Some(Replanner::new(setup, assume_freewheel, self.shared.clone()));
+        self.replanner = Some(Replanner::new(setup, task, assume_freewheel, self.params.clone(), self.shared.clone()));
         self.active_choice = choice;
+        self.active_task = task;
         self.restart_requested = false;
         self.position = 0;
         self.last_replan_at = None;
@@ -236,8 +251,11 @@ impl Plugin for StreamSpeechVocoder {
             return ProcessStatus::Error("process() before activate()");
         };
         let wanted = self.params.latency.value();
+        let task = self.params.task.value();
         let slot = self.params.mode.value().slot();
-        if wanted != self.active_choice {
+        // The window loaded a Translate slot: same choice and task, new engine.
+        let reload = self.shared.replan_requested.load(Ordering::Acquire);
+        if wanted != self.active_choice || task != self.active_task || reload {
             match (context.plugin_api(), &mut self.replanner) {
                 // CLAP allows a latency change only inside activate(): ask for a restart and keep
                 // reporting (and applying) the running plan's latency until it comes.
@@ -253,7 +271,8 @@ impl Plugin for StreamSpeechVocoder {
                     let interval = (replan::MIN_REPLAN_INTERVAL_S * self.host_rate as f64) as u64;
                     let due = self.last_replan_at.is_none_or(|t| self.position >= t + interval);
                     if due && !replanner.building {
-                        replanner.request(wanted, slot);
+                        self.shared.replan_requested.store(false, Ordering::Release);
+                        replanner.request(replan::PlanRequest { choice: wanted, task, slot });
                         self.last_replan_at = Some(self.position);
                     }
                 }
@@ -267,7 +286,8 @@ impl Plugin for StreamSpeechVocoder {
                 next.take_over(engine);
                 let old = std::mem::replace(engine, next);
                 replanner.retire(old);
-                self.active_choice = built.choice;
+                self.active_choice = built.plan.choice;
+                self.active_task = built.plan.task;
                 context.set_latency_samples(engine.latency());
             }
         }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::latency::LatencyChoice;
+use crate::translate::{Task, TranslatorFiles, UnitVoiceFile};
 
 pub const MIN_OUTPUT_DB: f32 = -24.0;
 pub const MAX_OUTPUT_DB: f32 = 12.0;
@@ -69,6 +70,11 @@ pub struct VocoderParams {
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
 
+    /// Resynthesize (the default) or Translate. Not automatable (it changes the latency); a
+    /// change re-plans the engine as a Latency change does.
+    #[id = "task"]
+    pub task: EnumParam<Task>,
+
     /// A change re-plans the engine and re-reports the latency (see `replan.rs`). Automatable
     /// so that hosts which list only automatable parameters (Ardour) show it; changes closer
     /// than a second are coalesced, so automation cannot thrash the plan.
@@ -96,6 +102,18 @@ pub struct VocoderParams {
     #[persist = "model-modified"]
     pub model_modified: RwLock<Option<String>>,
 
+    /// Translate: the StreamSpeech checkpoint and its data directory (None: not set).
+    #[persist = "translator"]
+    pub translator: RwLock<Option<TranslatorFiles>>,
+
+    /// Translate: the unit vocoder voicing the Original mode (CodeHiFiGAN) (None: not set).
+    #[persist = "unit-original"]
+    pub unit_original: RwLock<Option<UnitVoiceFile>>,
+
+    /// Translate: the unit vocoder voicing the Modified mode (UnitHiFiGAN+FiLM + conditioning).
+    #[persist = "unit-modified"]
+    pub unit_modified: RwLock<Option<UnitVoiceFile>>,
+
     #[persist = "device"]
     pub device: RwLock<DeviceChoice>,
 
@@ -112,6 +130,7 @@ impl Default for VocoderParams {
     fn default() -> Self {
         Self {
             mode: EnumParam::new("Mode", Mode::Original),
+            task: EnumParam::new("Task", Task::Resynthesize).non_automatable(),
             latency: EnumParam::new("Latency", LatencyChoice::Ms80),
             mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
                 .with_smoother(SmoothingStyle::Linear(20.0))
@@ -133,6 +152,9 @@ impl Default for VocoderParams {
             bypass: BoolParam::new("Bypass", false).make_bypass(),
             model_original: RwLock::new(None),
             model_modified: RwLock::new(None),
+            translator: RwLock::new(None),
+            unit_original: RwLock::new(None),
+            unit_modified: RwLock::new(None),
             device: RwLock::new(DeviceChoice::Auto),
             worker_threads: RwLock::new(ThreadsChoice::Auto),
             window: RwLock::new(crate::view::WindowSize::DEFAULT),
@@ -146,5 +168,12 @@ impl VocoderParams {
             Mode::Original => self.model_original.read().clone(),
             Mode::Modified => self.model_modified.read().clone(),
         }
+    }
+
+    /// The Translate task's slots for a Latency choice (loads what is not loaded yet; never on
+    /// the audio thread).
+    pub fn translate_slots(&self, choice: LatencyChoice) -> crate::translate::TranslateSlots {
+        let (o, m) = (self.unit_original.read().clone(), self.unit_modified.read().clone());
+        crate::translate::TranslateSlots::load(self.translator.read().as_ref(), [o.as_ref(), m.as_ref()], choice)
     }
 }

@@ -21,24 +21,78 @@ use engine::{EngineProcessor, EngineSetup};
 
 use crate::editor::EditorShared;
 use crate::latency::{LatencyChoice, planned_latency};
+use crate::params::VocoderParams;
+use crate::translate::{self, Task};
 
 /// Two changes of the Latency choice closer than this (in audio) are coalesced: the second waits
 /// until this much audio has passed since the first re-plan (automation cannot thrash the plan).
 pub const MIN_REPLAN_INTERVAL_S: f64 = 1.0;
 
-struct Request {
-    choice: LatencyChoice,
-    slot: usize,
+/// What an engine is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanRequest {
+    pub choice: LatencyChoice,
+    pub task: Task,
+    /// The Mode slot the engine starts in.
+    pub slot: usize,
 }
 
 /// A built engine on its way to the audio thread.
 pub struct Built {
     pub engine: Box<EngineProcessor>,
-    pub choice: LatencyChoice,
+    pub plan: PlanRequest,
+}
+
+/// The engine for a plan (main or re-plan thread, never the audio thread): the vocoder engine
+/// with the slots' mel models (Resynthesize), or the Translate engine with the translator loaded
+/// for the choice's segment and the unit vocoders. The Translate slots it used are published
+/// in `shared.translate` (the window's cards).
+pub fn build_engine(template: &EngineSetup, plan: PlanRequest, params: &VocoderParams, shared: &EditorShared) -> EngineProcessor {
+    match plan.task {
+        Task::Resynthesize => {
+            let mut setup = template.clone();
+            setup.chunk_ms = plan.choice.millis();
+            setup.slots = current_models(shared);
+            setup.initial_slot = plan.slot;
+            EngineProcessor::new(setup)
+        }
+        Task::Translate => {
+            let slots = params.translate_slots(plan.choice);
+            let setup = translate::translate_setup(
+                &slots,
+                plan.choice,
+                template.host_rate,
+                template.channels,
+                template.max_block,
+                plan.slot,
+                template.offline,
+                template.worker_threads.clone(),
+                shared.live.clone(),
+            );
+            *shared.translate.write() = Some(slots);
+            EngineProcessor::translating(setup)
+        }
+    }
+}
+
+/// The latency every Latency choice would report for a task (the window's table).
+fn fill_latency_table(template: &EngineSetup, task: Task, params: &VocoderParams, shared: &EditorShared, stop: &AtomicBool) {
+    let models = current_models(shared);
+    let slots = (task == Task::Translate).then(|| shared.translate.read().clone().unwrap_or_else(|| params.translate_slots(LatencyChoice::Ms320)));
+    for c in LatencyChoice::ALL {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let l = match &slots {
+            None => planned_latency(template.host_rate, template.max_block, c, &models),
+            Some(s) => translate::planned_translate(s, c, template.host_rate, template.max_block).latency() as u32,
+        };
+        shared.latency_table[c.index()].store(l, Ordering::Relaxed);
+    }
 }
 
 pub struct Replanner {
-    requests: rtrb::Producer<Request>,
+    requests: rtrb::Producer<PlanRequest>,
     built: rtrb::Consumer<Built>,
     retired: rtrb::Producer<Box<EngineProcessor>>,
     stop: Arc<AtomicBool>,
@@ -50,8 +104,8 @@ pub struct Replanner {
 impl Replanner {
     /// `template`: the running engine's setup (rate, channels, block, mode flags); the models
     /// are re-read from `shared` when a plan is built, so a hot-swapped model is kept.
-    pub fn new(template: EngineSetup, assume_freewheel: bool, shared: Arc<EditorShared>) -> Self {
-        let (requests, mut req_rx) = rtrb::RingBuffer::<Request>::new(4);
+    pub fn new(template: EngineSetup, task: Task, assume_freewheel: bool, params: Arc<VocoderParams>, shared: Arc<EditorShared>) -> Self {
+        let (requests, mut req_rx) = rtrb::RingBuffer::<PlanRequest>::new(4);
         let (mut built_tx, built) = rtrb::RingBuffer::<Built>::new(2);
         let (retired, mut retired_rx) = rtrb::RingBuffer::<Box<EngineProcessor>>::new(4);
         let stop = Arc::new(AtomicBool::new(false));
@@ -60,36 +114,27 @@ impl Replanner {
             .name("streamspeech-replan".into())
             .spawn(move || {
                 // Fill the window's latency table for the other choices (the active one is set).
-                let models = current_models(&shared);
-                for c in LatencyChoice::ALL {
-                    if stop_t.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let l = planned_latency(template.host_rate, template.max_block, c, &models);
-                    shared.latency_table[c.index()].store(l, Ordering::Relaxed);
-                }
+                fill_latency_table(&template, task, &params, &shared, &stop_t);
                 // What the swapped-in engine hands the window once the swap has happened.
-                let mut pending: Option<(Arc<engine::EngineStats>, Option<rtrb::Consumer<engine::scope::ScopeFrame>>, engine::SlotSwapper, u32)> = None;
+                let mut pending: Option<(Arc<engine::EngineStats>, Option<rtrb::Consumer<engine::scope::ScopeFrame>>, engine::SlotSwapper, u32, Task)> = None;
                 while !stop_t.load(Ordering::Relaxed) {
                     if let Ok(req) = req_rx.pop() {
-                        let mut setup = template.clone();
-                        setup.chunk_ms = req.choice.millis();
-                        setup.slots = current_models(&shared);
-                        setup.initial_slot = req.slot;
-                        let mut engine = EngineProcessor::new(setup);
+                        let mut engine = build_engine(&template, req, &params, &shared);
                         if assume_freewheel {
                             engine.assume_freewheel();
                         }
-                        pending = Some((engine.stats.clone(), engine.take_scope(), engine.swapper(), engine.latency()));
-                        let _ = built_tx.push(Built { engine: Box::new(engine), choice: req.choice });
+                        pending = Some((engine.stats.clone(), engine.take_scope(), engine.swapper(), engine.latency(), req.task));
+                        let _ = built_tx.push(Built { engine: Box::new(engine), plan: req });
                     }
                     if let Ok(old) = retired_rx.pop() {
                         // The audio thread runs the new engine now: the window follows it.
-                        if let Some((stats, scope, swapper, latency)) = pending.take() {
+                        if let Some((stats, scope, swapper, latency, task)) = pending.take() {
                             *shared.stats.write() = Some(stats);
                             *shared.scope.lock() = scope;
                             *shared.swapper.lock() = Some(swapper);
                             shared.reported_latency.store(latency, Ordering::Relaxed);
+                            shared.active_task.store(task == Task::Translate, Ordering::Relaxed);
+                            fill_latency_table(&template, task, &params, &shared, &stop_t);
                         }
                         drop(old);
                     }
@@ -100,9 +145,9 @@ impl Replanner {
         Self { requests, built, retired, stop, thread: Some(thread), building: false }
     }
 
-    /// Asks for an engine with `choice` (audio thread; no allocation). Ignored while one is built.
-    pub fn request(&mut self, choice: LatencyChoice, slot: usize) {
-        if !self.building && self.requests.push(Request { choice, slot }).is_ok() {
+    /// Asks for an engine for `plan` (audio thread; no allocation). Ignored while one is built.
+    pub fn request(&mut self, plan: PlanRequest) {
+        if !self.building && self.requests.push(plan).is_ok() {
             self.building = true;
             if let Some(t) = &self.thread {
                 t.thread().unpark();
