@@ -42,7 +42,7 @@ pub fn segment_ms(choice: LatencyChoice) -> usize {
 }
 
 /// The persisted Translator slot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TranslatorFiles {
     /// The fairseq checkpoint (`streamspeech.simultaneous.es-en.pt`).
     pub checkpoint: String,
@@ -52,7 +52,7 @@ pub struct TranslatorFiles {
 
 /// A persisted unit vocoder slot: the model and, for FiLM (or a speaker-vector CodeHiFiGAN),
 /// its conditioning file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UnitVoiceFile {
     pub path: String,
     #[serde(default)]
