@@ -52,6 +52,9 @@ def main():
     ap.add_argument("--no-switch", action="store_true", help="do not click Modified")
     ap.add_argument("--switch-after", type=float, help="seconds of speech before the click (default: half of --seconds)")
     ap.add_argument("--display", default=":97")
+    ap.add_argument("--translate", nargs=3, metavar=("CHECKPOINT", "DATA_DIR", "UNIT_VOCODER"),
+                    help="switch the Task to Translate and load these through the window's fields "
+                         "(typed and Load clicked, as a user does) before the speech plays")
     args = ap.parse_args()
     for t in ("Xvfb", "jackd", "jack-play", "jack_lsp", "xdotool"):
         need(t)
@@ -89,12 +92,34 @@ def main():
             while not stop.is_set():
                 subprocess.run(["jack-play", args.clip], env=penv, stdout=log, stderr=log)
 
+        if args.translate:
+            ckpt, data, unit = [os.path.abspath(p) for p in args.translate]
+            time.sleep(2)
+            # Window coordinates at zoom 100 % (plugin/src/editor.rs, editor/translate_panel.rs):
+            # the Task button, the Original voice's path field and Load, then the Translator's
+            # checkpoint and data fields and Load (the voice first: the translator's card may grow).
+            steps = [("click", 203, 44), ("wait", 1.5),
+                     ("click", 229, 258), ("type", unit), ("click", 407, 282), ("wait", 2.0),
+                     ("click", 270, 161), ("type", ckpt), ("click", 655, 161), ("type", data), ("click", 852, 161),
+                     ("wait", 4.0)]
+            for step in steps:
+                if step[0] == "click":
+                    subprocess.run(["xdotool", "mousemove", str(step[1]), str(step[2]), "click", "1"], env=env, check=True)
+                    time.sleep(0.5)
+                elif step[0] == "type":
+                    subprocess.run(["xdotool", "type", "--delay", "40", step[1]], env=env, check=True)
+                    # The window takes the keys a frame at a time: let it read them all first.
+                    time.sleep(1.0)
+                else:
+                    time.sleep(step[1])
+            result["translate"] = {"checkpoint": ckpt, "data": data, "unit_vocoder": unit}
+
         threading.Thread(target=play, daemon=True).start()
         half = args.seconds / 2 if args.switch_after is None else min(args.switch_after, args.seconds)
         time.sleep(half)
-        if not args.no_switch:
+        if not args.no_switch and not args.translate:
             # The "Modified" mode button (top row; see plugin/src/editor.rs), at zoom 100 %.
-            subprocess.run(["xdotool", "mousemove", "172", "45", "click", "1", "mousemove", "700", "900"], env=env, check=True)
+            subprocess.run(["xdotool", "mousemove", "446", "45", "click", "1", "mousemove", "700", "900"], env=env, check=True)
             result["clicked_modified_at_s"] = half
         time.sleep(args.seconds - half)
         img = ImageGrab.grab(xdisplay=args.display).convert("RGB")

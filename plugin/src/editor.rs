@@ -341,7 +341,7 @@ impl VocoderWindow {
             ui.label(RichText::new("Task").strong());
             let task = p.task.value();
             for t in [crate::translate::Task::Resynthesize, crate::translate::Task::Translate] {
-                let name = if t == crate::translate::Task::Translate { "Translate (es → en)" } else { "Resynthesize" };
+                let name = if t == crate::translate::Task::Translate { "Translate (es-en)" } else { "Resynthesize" };
                 if ui.selectable_label(task == t, name).on_hover_text("Not automatable: it changes the latency (re-planned like Latency)").clicked() && task != t {
                     setter.begin_set_parameter(&p.task);
                     setter.set_parameter(&p.task, t);

@@ -159,7 +159,7 @@ fn load_translator_uncached(files: &TranslatorFiles, segment_ms: usize) -> Trans
     let parameters: usize = model.cfg.expected_params().values().map(|s| s.iter().product::<usize>()).sum();
     let name = Path::new(&files.checkpoint).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let summary = format!(
-        "{name}: Spanish speech → English text and units, {:.1} M parameters, {} source / {} target tokens, {} units, {segment_ms} ms segments",
+        "{name}: Spanish speech to English text and units, {:.1} M parameters, {} source / {} target tokens, {} units, {segment_ms} ms segments",
         parameters as f64 / 1e6,
         data.source.len(),
         data.target.len(),

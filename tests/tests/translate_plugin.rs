@@ -288,3 +288,43 @@ fn vst3_reports_the_same_latency_and_bounces_the_same_audio() {
     let out = v.render(&[x.clone()], &[512], &[]).remove(0);
     assert_eq!(first_difference(&out, &want), None, "VST3 bounce vs CLAP bounce");
 }
+
+/// Choosing Translate while active re-plans as a Latency change does: CLAP asks the host for a
+/// restart and re-reports; VST3 builds the new engine off the audio thread, swaps it in at a
+/// block boundary and reports its latency once it runs (`kLatencyChanged`), no re-activation.
+#[test]
+fn choosing_translate_while_active_replans_and_rereports_the_latency() {
+    use host_tests::vst3_host::{Vst3Automation, Vst3Plugin};
+    use vst3::Steinberg::Vst::RestartFlags_;
+    let entry = host_tests::clap_host::load_entry();
+    let rate = 48_000u32;
+    let like = params_like(Some(translator_files()), Some(unit_file()), None);
+    let want = expected_translate_latency(&like, rate, 512, LatencyChoice::Ms80);
+    // CLAP: slots set, Task still Resynthesize.
+    let mut p = translating(&entry, Some(translator_files()), Some(unit_file()), None, LatencyChoice::Ms80, true);
+    let task = p.param_id("Task");
+    p.set_params_inactive(&[(task, 0.0)]);
+    p.activate(rate as f64, 1, 512);
+    assert_ne!(p.latency(), want);
+    let before = p.latency_changed_count();
+    p.render(&[vec![0.0; 2048]], &[512], &[Automation { time: 100, id: task, value: 1.0 }]);
+    assert!(p.pump_main_thread(), "a restart is requested");
+    assert!(p.latency_changed_count() > before);
+    assert_eq!(p.latency(), want, "the Translate engine's latency (Latency 80 ms: 160 ms segments)");
+    // VST3: the same, without re-activation.
+    let clap_state = p.save_state();
+    let mut v = Vst3Plugin::new();
+    v.load_state(&clap_state[8..]);
+    let task = v.param_id("Task");
+    v.set_normalized(task, 0.0);
+    v.activate(rate as f64, 512, 1, true);
+    assert_ne!(v.latency(), want);
+    let x = input(rate);
+    v.render(&[x[..rate as usize].to_vec()], &[512], &[Vst3Automation { time: 700, id: task, normalized: 1.0 }]);
+    assert_eq!(v.latency(), want, "the host reads the latency of the plan that runs");
+    let t0 = std::time::Instant::now();
+    while v.restart_flags() & RestartFlags_::kLatencyChanged as i32 == 0 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(v.restart_flags() & RestartFlags_::kLatencyChanged as i32 != 0, "flags {:#x}", v.restart_flags());
+}

@@ -15,6 +15,18 @@ use crate::translate::{self, TranslatorFiles, TranslatorStatus, UnitVoiceFile, V
 const COMMITTED: Color32 = Color32::from_rgb(235, 235, 235);
 const TENTATIVE: Color32 = Color32::from_rgb(140, 150, 170);
 const BAD: Color32 = Color32::from_rgb(255, 120, 100);
+/// The current utterance shows its last this many characters (a long one scrolls off the start).
+const TAIL_CHARS: usize = 240;
+
+/// The end of `s`, at most `n` characters, "…" in front when cut.
+fn tail(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let cut: String = s.chars().skip(count - n).collect();
+    format!("…{}", cut.trim_start())
+}
 
 /// The Translate panel's text fields and its last load message.
 #[derive(Default)]
@@ -23,7 +35,8 @@ pub struct TranslateFields {
     data: String,
     unit: [String; 2],
     cond: [String; 2],
-    pub message: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+    /// The last refusal per card (translator, Original voice, Modified voice).
+    pub message: std::sync::Arc<parking_lot::Mutex<[Option<String>; 3]>>,
     filled: bool,
 }
 
@@ -50,7 +63,7 @@ impl VocoderWindow {
                 self.voice_card(&mut cols[i], mode, slots.as_ref().map(|s| &s.voices[i]));
             }
         });
-        if let Some(m) = self.translate.message.lock().clone() {
+        for m in self.translate.message.lock().iter().flatten() {
             ui.label(RichText::new(m).color(BAD));
         }
         self.live_text(ui);
@@ -66,7 +79,7 @@ impl VocoderWindow {
             };
             ui.horizontal(|ui| {
                 ui.label(RichText::new("Translator").size(17.0).strong());
-                ui.label("StreamSpeech, Spanish speech → English speech");
+                ui.label("StreamSpeech: Spanish speech to English speech");
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(RichText::new(format!(" {badge} ")).background_color(colour).color(Color32::BLACK).strong());
                 });
@@ -138,21 +151,21 @@ impl VocoderWindow {
         });
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.set_width(ui.available_width());
-            egui::ScrollArea::vertical().id_salt("live-text").max_height(150.0).stick_to_bottom(true).show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("live-text").max_height(96.0).stick_to_bottom(true).show(ui, |ui| {
                 for (at, asr, tr) in &text.done {
                     ui.label(RichText::new(format!("{:>6.1} s  es: {asr}", at / 1000.0)).color(COMMITTED));
                     ui.label(RichText::new(format!("          en: {tr}")).color(COMMITTED).strong());
                 }
                 ui.horizontal_wrapped(|ui| {
                     ui.label(RichText::new(format!("{:>6.1} s  es: ", text.at_ms / 1000.0)).color(COMMITTED));
-                    ui.label(RichText::new(&text.asr).color(COMMITTED));
+                    ui.label(RichText::new(tail(&text.asr, TAIL_CHARS)).color(COMMITTED));
                 });
                 ui.horizontal_wrapped(|ui| {
                     ui.label(RichText::new("          en: ").color(COMMITTED));
-                    ui.label(RichText::new(&text.translation).color(COMMITTED).strong());
+                    ui.label(RichText::new(tail(&text.translation, TAIL_CHARS)).color(COMMITTED).strong());
                     // The ST CTC's reading beyond what is committed: tentative, greyed.
                     let tentative = text.tentative.strip_prefix(text.translation.as_str()).unwrap_or(&text.tentative);
-                    ui.label(RichText::new(tentative).color(TENTATIVE).italics());
+                    ui.label(RichText::new(tail(tentative, TAIL_CHARS / 2)).color(TENTATIVE).italics());
                 });
             });
         });
@@ -166,10 +179,10 @@ impl VocoderWindow {
             match translate::load_translator(Some(&files), translate::segment_ms(choice)) {
                 TranslatorStatus::Ready { .. } => {
                     *params.translator.write() = Some(files);
-                    *message.lock() = None;
+                    message.lock()[0] = None;
                     shared.replan_requested.store(true, Ordering::Release);
                 }
-                s => *message.lock() = Some(format!("translator not replaced: {}", s.summary())),
+                s => message.lock()[0] = Some(format!("translator not replaced: {}", s.summary())),
             }
         });
     }
@@ -186,10 +199,10 @@ impl VocoderWindow {
             if file.is_none() || status.voice().is_some() {
                 let slot = if mode == Mode::Original { &params.unit_original } else { &params.unit_modified };
                 *slot.write() = file;
-                *message.lock() = None;
+                message.lock()[1 + i] = None;
                 shared.replan_requested.store(true, Ordering::Release);
             } else {
-                *message.lock() = Some(format!("{} voice not replaced: {}", mode_name(mode), status.summary()));
+                message.lock()[1 + i] = Some(format!("{} voice not replaced: {}", mode_name(mode), status.summary()));
             }
         });
     }
