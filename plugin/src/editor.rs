@@ -364,7 +364,11 @@ impl VocoderWindow {
             ui.label(RichText::new("Latency").strong());
             let chosen = p.latency.value();
             egui::ComboBox::from_id_salt("latency")
-                .selected_text(format!("{} ms", chosen.millis()))
+                .selected_text(if p.task.value() == crate::translate::Task::Translate {
+                    format!("{} ms (segment {} ms)", chosen.millis(), crate::translate::segment_ms(chosen))
+                } else {
+                    format!("{} ms", chosen.millis())
+                })
                 .show_ui(ui, |ui| {
                     for c in LatencyChoice::ALL {
                         let label = if p.task.value() == crate::translate::Task::Translate {

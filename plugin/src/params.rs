@@ -70,10 +70,6 @@ pub struct VocoderParams {
     #[id = "mode"]
     pub mode: EnumParam<Mode>,
 
-    /// Resynthesize (the default) or Translate. Not automatable (it changes the latency); a
-    /// change re-plans the engine as a Latency change does.
-    #[id = "task"]
-    pub task: EnumParam<Task>,
 
     /// A change re-plans the engine and re-reports the latency (see `replan.rs`). Automatable
     /// so that hosts which list only automatable parameters (Ardour) show it; changes closer
@@ -93,6 +89,12 @@ pub struct VocoderParams {
     /// in 20 ms at the automation sample.
     #[id = "bypass"]
     pub bypass: BoolParam,
+
+    /// Resynthesize (the default) or Translate. Not automatable (it changes the latency); a
+    /// change re-plans the engine as a Latency change does. Last, so the earlier parameters
+    /// keep their places in hosts' lists.
+    #[id = "task"]
+    pub task: EnumParam<Task>,
 
     /// Model file for the Original slot (None: the default model; "none": empty slot).
     #[persist = "model-original"]

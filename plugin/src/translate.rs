@@ -31,12 +31,12 @@ pub enum Task {
 }
 
 /// StreamSpeech's source segment for a Latency choice. Its three trained-for segments map to
-/// themselves; the shorter choices (20–80 ms, made for the vocoders) map to the shortest
-/// segment, 160 ms: a translation decision needs at least that much speech.
+/// themselves; the shorter choices (20–80 ms, made for the vocoders; 80 ms is the parameter's
+/// default) map to StreamSpeech's default segment, 320 ms.
 pub fn segment_ms(choice: LatencyChoice) -> usize {
     match choice {
-        LatencyChoice::Ms20 | LatencyChoice::Ms40 | LatencyChoice::Ms80 | LatencyChoice::Ms160 => 160,
-        LatencyChoice::Ms320 => 320,
+        LatencyChoice::Ms160 => 160,
+        LatencyChoice::Ms20 | LatencyChoice::Ms40 | LatencyChoice::Ms80 | LatencyChoice::Ms320 => 320,
         LatencyChoice::Ms640 => 640,
     }
 }
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn segments_for_every_latency_choice() {
         let got: Vec<usize> = LatencyChoice::ALL.iter().map(|c| segment_ms(*c)).collect();
-        assert_eq!(got, [160, 160, 160, 160, 320, 640]);
+        assert_eq!(got, [320, 320, 320, 160, 320, 640]);
     }
 
     #[test]

@@ -63,7 +63,10 @@ fn parameter_list_ranges_and_text() {
     let mut p = ClapPlugin::new(&entry);
     let params = p.params();
     let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["Mode", "Latency", "Mix", "Output", "Bypass"]);
+    assert_eq!(names, ["Mode", "Latency", "Mix", "Output", "Bypass", "Task"]);
+    let task = &params[5];
+    assert_eq!((task.min, task.max, task.default), (0.0, 1.0, 0.0), "Task: Resynthesize (default) | Translate");
+    assert!(!task.automatable && task.stepped, "Task changes the latency: not automatable");
 
     let mode = &params[0];
     assert_eq!((mode.min, mode.max, mode.default), (0.0, 1.0, 0.0));

@@ -310,7 +310,7 @@ fn choosing_translate_while_active_replans_and_rereports_the_latency() {
     p.render(&[vec![0.0; 2048]], &[512], &[Automation { time: 100, id: task, value: 1.0 }]);
     assert!(p.pump_main_thread(), "a restart is requested");
     assert!(p.latency_changed_count() > before);
-    assert_eq!(p.latency(), want, "the Translate engine's latency (Latency 80 ms: 160 ms segments)");
+    assert_eq!(p.latency(), want, "the Translate engine's latency (Latency 80 ms: 320 ms segments)");
     // VST3: the same, without re-activation.
     let clap_state = p.save_state();
     let mut v = Vst3Plugin::new();

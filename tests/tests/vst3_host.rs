@@ -41,11 +41,13 @@ fn parameters_and_text() {
     let p = Vst3Plugin::new();
     let params = p.params();
     let titles: Vec<&str> = params.iter().map(|p| p.title.as_str()).collect();
-    for t in ["Mode", "Latency", "Mix", "Output", "Bypass"] {
+    for t in ["Mode", "Latency", "Mix", "Output", "Bypass", "Task"] {
         assert!(titles.contains(&t), "{titles:?}");
     }
     let get = |t: &str| params.iter().find(|p| p.title == t).unwrap().clone();
     assert_eq!(get("Mode").step_count, 1);
+    assert_eq!(get("Task").step_count, 1);
+    assert!(!get("Task").automatable, "Task changes the latency: not automatable");
     assert!(get("Mode").automatable);
     assert_eq!(get("Latency").step_count, 5);
     // Automatable, so hosts that list only automatable parameters (Ardour) show it.
