@@ -11,6 +11,9 @@ use vocoder::mel::MelFrontEnd;
 use vocoder::model::load_vocoder;
 use vocoder::Vocoder;
 
+mod common;
+use common::run;
+
 const CHOICES_MS: [u32; 6] = [20, 40, 80, 160, 320, 640];
 
 fn root() -> PathBuf {
@@ -94,36 +97,6 @@ fn setup(rate: u32, slots: [Option<Arc<Vocoder>>; 2], ms: u32, max_block: usize,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
     }
-}
-
-fn run(engine: &mut EngineProcessor, x: &[f32], blocks: &[usize], switches: &[(u64, usize)]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len());
-    let mut pos = 0usize;
-    let mut k = 0;
-    while pos < x.len() {
-        let mut n = blocks[k % blocks.len()].min(x.len() - pos);
-        k += 1;
-        // Split at switches like a sample-accurate host wrapper does.
-        for (t, _) in switches {
-            let t = *t as usize;
-            if t > pos && t < pos + n {
-                n = t - pos;
-            }
-        }
-        for (t, slot) in switches {
-            if *t as usize == pos {
-                engine.set_mode(*slot);
-            }
-        }
-        let mut buf = x[pos..pos + n].to_vec();
-        {
-            let mut chans: [&mut [f32]; 1] = [&mut buf];
-            engine.process(&mut chans, &mut || (1.0, 1.0));
-        }
-        out.extend_from_slice(&buf);
-        pos += n;
-    }
-    out
 }
 
 /// Whole-file reference at the host rate: resample (same converters), mel + model over the whole

@@ -14,6 +14,9 @@ use engine::{EngineProcessor, mode_fade_samples};
 use translator::data::DataDir;
 use translator::model::StreamSpeech;
 
+mod common;
+use common::run;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -52,31 +55,6 @@ fn setup(rate: u32, t: Option<Arc<Translator>>, voices: [Option<VoiceSpec>; 2], 
         worker_threads: engine::WorkerThreads::new(1),
         live: Arc::new(LiveTranslation::default()),
     }
-}
-
-fn run(e: &mut EngineProcessor, x: &[f32], blocks: &[usize], switches: &[(u64, usize)]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len());
-    let (mut pos, mut k) = (0usize, 0usize);
-    while pos < x.len() {
-        let mut n = blocks[k % blocks.len()].min(x.len() - pos);
-        k += 1;
-        for (t, _) in switches {
-            let t = *t as usize;
-            if t > pos && t < pos + n {
-                n = t - pos;
-            }
-        }
-        for (t, slot) in switches {
-            if *t as usize == pos {
-                e.set_mode(*slot);
-            }
-        }
-        let mut buf = x[pos..pos + n].to_vec();
-        e.process(&mut [&mut buf[..]], &mut || (1.0, 1.0));
-        out.extend_from_slice(&buf);
-        pos += n;
-    }
-    out
 }
 
 /// The session's render of `x` (what the CLI writes for it), one lane.

@@ -162,6 +162,17 @@ pub fn load_into_slot(
     outcome
 }
 
+/// A mode's card: the playing one outlined.
+fn mode_card_frame(ui: &egui::Ui, active: bool) -> egui::Frame {
+    egui::Frame::group(ui.style()).stroke(egui::Stroke::new(
+        if active { 2.0 } else { 1.0 },
+        if active { PLAYING } else { ui.visuals().widgets.noninteractive.bg_stroke.color },
+    ))
+}
+
+/// The playing mode's colour (its card's outline and label).
+const PLAYING: Color32 = Color32::from_rgb(240, 170, 60);
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Original => "Original",
@@ -422,16 +433,12 @@ impl VocoderWindow {
         let status = self.shared.slots.read()[slot].clone();
         let view = SlotView::new(mode_name(mode), &status);
         let active = self.params.mode.value() == mode;
-        let frame = egui::Frame::group(ui.style()).stroke(egui::Stroke::new(
-            if active { 2.0 } else { 1.0 },
-            if active { Color32::from_rgb(240, 170, 60) } else { ui.visuals().widgets.noninteractive.bg_stroke.color },
-        ));
-        frame.show(ui, |ui| {
+        mode_card_frame(ui, active).show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.horizontal(|ui| {
                 ui.label(RichText::new(view.mode).size(17.0).strong());
                 if active {
-                    ui.label(RichText::new("playing").color(Color32::from_rgb(240, 170, 60)));
+                    ui.label(RichText::new("playing").color(PLAYING));
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(RichText::new(format!(" {} ", view.badge.label())).background_color(badge_colour(view.badge)).color(Color32::BLACK).strong());

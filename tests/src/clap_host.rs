@@ -128,6 +128,21 @@ pub fn use_models(repo_models: bool) {
     });
 }
 
+/// The plugin's saved state as JSON (nice-plug's CLAP stream: its length, then the JSON).
+pub fn state_json(bytes: &[u8]) -> serde_json::Value {
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(len, bytes.len() - 8);
+    serde_json::from_slice(&bytes[8..]).expect("state is JSON")
+}
+
+/// JSON back into the CLAP state stream.
+pub fn state_bytes(v: &serde_json::Value) -> Vec<u8> {
+    let json = serde_json::to_vec(v).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend(json);
+    out
+}
+
 pub fn load_entry() -> PluginEntry {
     let path = crate::clap_bundle();
     // SAFETY: loading our own freshly built plugin bundle.

@@ -1,6 +1,6 @@
 //! The built CLAP bundle, loaded by a real CLAP host (clack-host).
 
-use host_tests::clap_host::{Automation, ClapPlugin};
+use host_tests::clap_host::{Automation, ClapPlugin, state_bytes, state_json};
 use host_tests::signals::{expected_mode_switch, max_abs_diff, test_signal};
 use streamspeech_vocoder::{LatencyChoice, expected_latency, mode_fade_samples};
 
@@ -227,19 +227,6 @@ fn mode_automation_lands_on_its_sample() {
 }
 
 /// nice-plug's CLAP state: a little-endian u64 length, then the JSON.
-fn state_json(bytes: &[u8]) -> serde_json::Value {
-    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    assert_eq!(len, bytes.len() - 8);
-    serde_json::from_slice(&bytes[8..]).expect("state is JSON")
-}
-
-fn state_bytes(v: &serde_json::Value) -> Vec<u8> {
-    let json = serde_json::to_vec(v).unwrap();
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend(json);
-    out
-}
-
 #[test]
 fn state_round_trip_restores_params_and_persisted_fields() {
     let entry = load_entry();

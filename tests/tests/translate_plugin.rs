@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use host_tests::clap_host::{Automation, ClapPlugin};
+use host_tests::clap_host::{Automation, ClapPlugin, state_bytes, state_json};
 use streamspeech_vocoder::translate::{TranslatorFiles, UnitVoiceFile, planned_translate};
 use streamspeech_vocoder::{LatencyChoice, VocoderParams, expected_translate_latency, mode_fade_samples};
 
@@ -34,19 +34,6 @@ fn params_like(translator: Option<TranslatorFiles>, original: Option<UnitVoiceFi
     *p.unit_original.write() = original;
     *p.unit_modified.write() = modified;
     p
-}
-
-fn state_json(bytes: &[u8]) -> serde_json::Value {
-    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    assert_eq!(len, bytes.len() - 8);
-    serde_json::from_slice(&bytes[8..]).expect("state is JSON")
-}
-
-fn state_bytes(v: &serde_json::Value) -> Vec<u8> {
-    let json = serde_json::to_vec(v).unwrap();
-    let mut out = (json.len() as u64).to_le_bytes().to_vec();
-    out.extend(json);
-    out
 }
 
 /// A persisted field's value as nice-plug stores it (JSON text inside the state's JSON).

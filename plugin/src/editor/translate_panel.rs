@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use egui::{Color32, RichText};
 
-use super::{VocoderWindow, mode_name};
+use super::{PLAYING, VocoderWindow, mode_card_frame, mode_name};
 use crate::params::Mode;
 use crate::translate::{self, TranslatorFiles, TranslatorStatus, UnitVoiceFile, VoiceStatus};
 
@@ -108,16 +108,12 @@ impl VocoderWindow {
     fn voice_card(&mut self, ui: &mut egui::Ui, mode: Mode, status: Option<&VoiceStatus>) {
         let i = mode.slot();
         let active = self.params.mode.value() == mode;
-        let frame = egui::Frame::group(ui.style()).stroke(egui::Stroke::new(
-            if active { 2.0 } else { 1.0 },
-            if active { Color32::from_rgb(240, 170, 60) } else { ui.visuals().widgets.noninteractive.bg_stroke.color },
-        ));
-        frame.show(ui, |ui| {
+        mode_card_frame(ui, active).show(ui, |ui| {
             ui.set_width(ui.available_width());
             ui.horizontal(|ui| {
                 ui.label(RichText::new(format!("{} voice", mode_name(mode))).size(17.0).strong());
                 if active {
-                    ui.label(RichText::new("playing").color(Color32::from_rgb(240, 170, 60)));
+                    ui.label(RichText::new("playing").color(PLAYING));
                 }
             });
             let want = if mode == Mode::Original { "CodeHiFiGAN (+ duration prediction)" } else { "UnitHiFiGAN+FiLM + conditioning" };
