@@ -117,19 +117,34 @@ impl VoiceStatus {
 
 type TranslatorKey = (TranslatorFiles, usize);
 
-fn translator_cache() -> &'static Mutex<HashMap<TranslatorKey, TranslatorStatus>> {
-    static CACHE: OnceLock<Mutex<HashMap<TranslatorKey, TranslatorStatus>>> = OnceLock::new();
+/// A cached load: a loaded translator is held weakly (the engines using it hold it; a full-size
+/// one is ~300 MB, and a project that moves on to other files or segments should not keep the old
+/// ones alive), a failure as it was.
+#[derive(Clone)]
+enum Cached {
+    Loaded { files: TranslatorFiles, translator: std::sync::Weak<Translator>, summary: String, report: String },
+    Status(TranslatorStatus),
+}
+
+fn translator_cache() -> &'static Mutex<HashMap<TranslatorKey, Cached>> {
+    static CACHE: OnceLock<Mutex<HashMap<TranslatorKey, Cached>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Loads (or reuses) the translator for a segment size. Never on the audio thread. A failure
-/// is cached too (a project re-activating does not re-read a broken file), except a missing
-/// file, which the user may put there next.
+/// Loads (or reuses, while some engine still holds it) the translator for a segment size. Never
+/// on the audio thread. A failure is cached too (a project re-activating does not re-read a
+/// broken file), except a missing file, which the user may put there next.
 pub fn load_translator(files: Option<&TranslatorFiles>, segment_ms: usize) -> TranslatorStatus {
     let Some(files) = files else { return TranslatorStatus::NotSet };
     let key = (files.clone(), segment_ms);
-    if let Some(s) = translator_cache().lock().get(&key) {
-        return s.clone();
+    match translator_cache().lock().get(&key).cloned() {
+        Some(Cached::Status(s)) => return s,
+        Some(Cached::Loaded { files, translator, summary, report }) => {
+            if let Some(translator) = translator.upgrade() {
+                return TranslatorStatus::Ready { files, translator, summary, report };
+            }
+        }
+        None => {}
     }
     let (ckpt, data) = (Path::new(&files.checkpoint), Path::new(&files.data));
     if !ckpt.is_file() {
@@ -142,7 +157,13 @@ pub fn load_translator(files: Option<&TranslatorFiles>, segment_ms: usize) -> Tr
         files: files.clone(),
         reason: format!("internal error while loading it ({}); please report this", panic_message(&*p)),
     });
-    translator_cache().lock().insert(key, status.clone());
+    let cached = match &status {
+        TranslatorStatus::Ready { files, translator, summary, report } => {
+            Cached::Loaded { files: files.clone(), translator: Arc::downgrade(translator), summary: summary.clone(), report: report.clone() }
+        }
+        s => Cached::Status(s.clone()),
+    };
+    translator_cache().lock().insert(key, cached);
     status
 }
 
@@ -300,6 +321,17 @@ mod tests {
             checkpoint: fx.join("streamspeech/small.pt").to_string_lossy().into(),
             data: fx.join("es-en-small").to_string_lossy().into(),
         }
+    }
+
+    #[test]
+    fn a_translator_nobody_uses_is_freed_and_one_in_use_is_shared() {
+        let a = load_translator(Some(&files()), 640).translator().expect("loads");
+        let b = load_translator(Some(&files()), 640).translator().expect("loads");
+        assert!(Arc::ptr_eq(&a, &b), "one copy while in use");
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none(), "the cache does not keep it alive");
+        assert!(load_translator(Some(&files()), 640).translator().is_some(), "loaded again when asked");
     }
 
     #[test]
