@@ -91,6 +91,15 @@ fn fill_latency_table(template: &EngineSetup, task: Task, params: &VocoderParams
     }
 }
 
+/// What a built engine hands the window once the audio thread runs it.
+struct Handover {
+    stats: Arc<engine::EngineStats>,
+    scope: Option<rtrb::Consumer<engine::scope::ScopeFrame>>,
+    swapper: engine::SlotSwapper,
+    latency: u32,
+    task: Task,
+}
+
 pub struct Replanner {
     requests: rtrb::Producer<PlanRequest>,
     built: rtrb::Consumer<Built>,
@@ -116,19 +125,19 @@ impl Replanner {
                 // Fill the window's latency table for the other choices (the active one is set).
                 fill_latency_table(&template, task, &params, &shared, &stop_t);
                 // What the swapped-in engine hands the window once the swap has happened.
-                let mut pending: Option<(Arc<engine::EngineStats>, Option<rtrb::Consumer<engine::scope::ScopeFrame>>, engine::SlotSwapper, u32, Task)> = None;
+                let mut pending: Option<Handover> = None;
                 while !stop_t.load(Ordering::Relaxed) {
                     if let Ok(req) = req_rx.pop() {
                         let mut engine = build_engine(&template, req, &params, &shared);
                         if assume_freewheel {
                             engine.assume_freewheel();
                         }
-                        pending = Some((engine.stats.clone(), engine.take_scope(), engine.swapper(), engine.latency(), req.task));
+                        pending = Some(Handover { stats: engine.stats.clone(), scope: engine.take_scope(), swapper: engine.swapper(), latency: engine.latency(), task: req.task });
                         let _ = built_tx.push(Built { engine: Box::new(engine), plan: req });
                     }
                     if let Ok(old) = retired_rx.pop() {
                         // The audio thread runs the new engine now: the window follows it.
-                        if let Some((stats, scope, swapper, latency, task)) = pending.take() {
+                        if let Some(Handover { stats, scope, swapper, latency, task }) = pending.take() {
                             *shared.stats.write() = Some(stats);
                             *shared.scope.lock() = scope;
                             *shared.swapper.lock() = Some(swapper);

@@ -189,10 +189,11 @@ fn load_translator_uncached(files: &TranslatorFiles, segment_ms: usize) -> Trans
     TranslatorStatus::Ready { files: files.clone(), translator: Arc::new(Translator { model, data, segment_ms }), summary, report: report.to_string() }
 }
 
-type VoiceKey = UnitVoiceFile;
+/// A unit vocoder file's load: the voice and its summary, or why not.
+type VoiceLoad = Result<(VoiceSpec, String), String>;
 
-fn voice_cache() -> &'static Mutex<HashMap<VoiceKey, Result<(VoiceSpec, String), String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<VoiceKey, Result<(VoiceSpec, String), String>>>> = OnceLock::new();
+fn voice_cache() -> &'static Mutex<HashMap<UnitVoiceFile, VoiceLoad>> {
+    static CACHE: OnceLock<Mutex<HashMap<UnitVoiceFile, VoiceLoad>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -225,7 +226,7 @@ pub fn load_voice(file: Option<&UnitVoiceFile>, translator: Option<&Translator>)
     }
 }
 
-fn load_voice_uncached(file: &UnitVoiceFile) -> Result<(VoiceSpec, String), String> {
+fn load_voice_uncached(file: &UnitVoiceFile) -> VoiceLoad {
     let path = PathBuf::from(&file.path);
     let loaded = vocoder::units::load_unit_vocoder(&path, None, &candle_core::Device::Cpu).map_err(|e| {
         if vocoder::load_vocoder(&path, None, &candle_core::Device::Cpu).is_ok() {
