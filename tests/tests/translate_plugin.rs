@@ -315,3 +315,38 @@ fn choosing_translate_while_active_replans_and_rereports_the_latency() {
     }
     assert!(v.restart_flags() & RestartFlags_::kLatencyChanged as i32 != 0, "flags {:#x}", v.restart_flags());
 }
+
+/// A project file is a user file: Translate slots of the wrong shape, absurd paths or devices
+/// never crash the plugin or the host; the instance comes up (in Translate, playing the dry
+/// signal where a slot is unusable).
+#[test]
+fn hostile_translate_slots_in_a_project_play_dry() {
+    let entry = host_tests::clap_host::load_entry();
+    let rate = 48_000u32;
+    let x = input(rate);
+    let long = "x".repeat(100_000);
+    let cases: Vec<(serde_json::Value, serde_json::Value)> = vec![
+        (serde_json::json!("\"not an object\""), serde_json::json!("42")),
+        (serde_json::json!("{\"checkpoint\": 7}"), serde_json::json!("{\"path\": null}")),
+        (field(&Some(TranslatorFiles { checkpoint: "/dev/zero".into(), data: "/dev".into() })), field(&Some(UnitVoiceFile { path: "/dev/zero".into(), cond: Some("/dev/urandom".into()) }))),
+        (field(&Some(TranslatorFiles { checkpoint: long.clone(), data: long.clone() })), field(&Some(UnitVoiceFile { path: long.clone(), cond: None }))),
+        (field(&Some(TranslatorFiles { checkpoint: translator_files().checkpoint, data: "/proc/self".into() })), field(&Some(unit_file()))),
+        (serde_json::json!("{not json"), serde_json::json!("")),
+    ];
+    for (translator, unit) in cases {
+        let mut p = ClapPlugin::new(&entry);
+        p.set_offline(true);
+        let mut state = state_json(&p.save_state());
+        let fields = state["fields"].as_object_mut().expect("fields");
+        fields.insert("translator".into(), translator.clone());
+        fields.insert("unit-original".into(), unit.clone());
+        p.load_state(&state_bytes(&state));
+        let task = p.param_id("Task");
+        p.set_params_inactive(&[(task, 1.0)]);
+        p.select_channels(1);
+        p.activate(rate as f64, 1, 512);
+        let lat = p.latency() as usize;
+        let out = p.render(&[x[..rate as usize * 2].to_vec()], &[512], &[]).remove(0);
+        assert_eq!(first_difference(&out[lat..], &x[..rate as usize * 2 - lat]), None, "{translator} / {unit}: the delayed dry signal");
+    }
+}
