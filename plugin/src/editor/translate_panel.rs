@@ -38,6 +38,17 @@ pub struct TranslateFields {
     /// The last refusal per card (translator, Original voice, Modified voice).
     pub message: std::sync::Arc<parking_lot::Mutex<[Option<String>; 3]>>,
     filled: bool,
+    /// A path picked in a file dialog (which field, the path), taken into the field next frame.
+    picked: std::sync::Arc<parking_lot::Mutex<Option<(Field, String)>>>,
+}
+
+/// The panel's path fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Checkpoint,
+    Data,
+    Unit(usize),
+    Cond(usize),
 }
 
 impl VocoderWindow {
@@ -55,6 +66,10 @@ impl VocoderWindow {
                 }
             }
             self.translate.filled = true;
+        }
+        let picked = self.translate.picked.lock().take();
+        if let Some((field, path)) = picked {
+            *self.field_mut(field) = path;
         }
         let slots = self.shared.translate.read().clone();
         self.translator_card(ui, slots.as_ref().map(|s| &s.translator));
@@ -87,9 +102,11 @@ impl VocoderWindow {
             ui.label(status.map_or_else(|| "not active".into(), |s| s.summary()));
             ui.horizontal(|ui| {
                 ui.label("checkpoint");
-                ui.add(egui::TextEdit::singleline(&mut self.translate.checkpoint).hint_text("streamspeech.simultaneous.es-en.pt").desired_width(ui.available_width() * 0.45));
+                ui.add(egui::TextEdit::singleline(&mut self.translate.checkpoint).hint_text("streamspeech.simultaneous.es-en.pt").desired_width(ui.available_width() * 0.42));
+                self.browse(ui, Field::Checkpoint);
                 ui.label("data");
-                ui.add(egui::TextEdit::singleline(&mut self.translate.data).hint_text("folder with config yaml, gcmvn.npz, dictionaries").desired_width(ui.available_width() - 60.0));
+                ui.add(egui::TextEdit::singleline(&mut self.translate.data).hint_text("folder with config yaml, gcmvn.npz, dictionaries").desired_width(ui.available_width() - 90.0));
+                self.browse(ui, Field::Data);
                 if ui.button("Load").on_hover_text("Checked first; replaces the translator only if it loads").clicked() {
                     self.load_translator();
                 }
@@ -119,9 +136,13 @@ impl VocoderWindow {
             let want = if mode == Mode::Original { "CodeHiFiGAN (+ duration prediction)" } else { "UnitHiFiGAN+FiLM + conditioning" };
             ui.label(RichText::new(want).weak());
             ui.label(status.map_or_else(|| "not active".into(), |s| s.summary()));
-            ui.add(egui::TextEdit::singleline(&mut self.translate.unit[i]).hint_text("unit vocoder checkpoint").desired_width(ui.available_width()));
             ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut self.translate.cond[i]).hint_text("conditioning (FiLM), optional").desired_width(ui.available_width() - 60.0));
+                ui.add(egui::TextEdit::singleline(&mut self.translate.unit[i]).hint_text("unit vocoder checkpoint").desired_width(ui.available_width() - 40.0));
+                self.browse(ui, Field::Unit(i));
+            });
+            ui.horizontal(|ui| {
+                ui.add(egui::TextEdit::singleline(&mut self.translate.cond[i]).hint_text("conditioning (FiLM), optional").desired_width(ui.available_width() - 100.0));
+                self.browse(ui, Field::Cond(i));
                 if ui.button("Load").clicked() {
                     self.load_voice(mode);
                 }
@@ -164,6 +185,36 @@ impl VocoderWindow {
                     ui.label(RichText::new(tail(tentative, TAIL_CHARS / 2)).color(TENTATIVE).italics());
                 });
             });
+        });
+    }
+
+    fn field_mut(&mut self, field: Field) -> &mut String {
+        match field {
+            Field::Checkpoint => &mut self.translate.checkpoint,
+            Field::Data => &mut self.translate.data,
+            Field::Unit(i) => &mut self.translate.unit[i],
+            Field::Cond(i) => &mut self.translate.cond[i],
+        }
+    }
+
+    /// A "…" button: a file (or, for the data directory, folder) dialog on a thread of its own
+    /// that fills the field; Load still checks before anything is replaced.
+    fn browse(&self, ui: &mut egui::Ui, field: Field) {
+        if !ui.small_button("…").on_hover_text("Browse (or paste the path into the field)").clicked() {
+            return;
+        }
+        let picked = self.translate.picked.clone();
+        let _ = std::thread::Builder::new().name("streamspeech-browse".into()).spawn(move || {
+            let dialog = rfd::FileDialog::new().set_title(match field {
+                Field::Checkpoint => "The StreamSpeech checkpoint",
+                Field::Data => "The StreamSpeech data directory (configs/es-en)",
+                Field::Unit(_) => "A unit vocoder",
+                Field::Cond(_) => "The unit vocoder's conditioning",
+            });
+            let path = if field == Field::Data { dialog.pick_folder() } else { dialog.pick_file() };
+            if let Some(p) = path {
+                *picked.lock() = Some((field, p.display().to_string()));
+            }
         });
     }
 
