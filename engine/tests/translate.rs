@@ -11,6 +11,9 @@ use engine::translate::{SessionConfig, TranslateSession, VoiceSpec};
 use translator::data::DataDir;
 use translator::model::StreamSpeech;
 
+mod common;
+use common::spanish_clip as input;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -27,16 +30,6 @@ fn fixture(segment_ms: usize) -> Fixture {
     let (model, _) = StreamSpeech::load_for_segment(&fx.join("streamspeech/small.pt"), data.mt, Some(segment_ms), &candle_core::Device::Cpu).unwrap();
     let vocoder = vocoder::units::load_unit_vocoder(&fx.join("simultaneous/unit_vocoder_tiny.safetensors"), None, &candle_core::Device::Cpu).unwrap();
     Fixture { model, data, vocoder: Arc::new(vocoder.vocoder) }
-}
-
-/// The clip at `rate`, with 2 s of silence after it (its utterance ends at the pause).
-fn input(rate: u32) -> Vec<f32> {
-    let mut r = hound::WavReader::open(root().join("tests/data/es_picovoice_bat_test_es.wav")).unwrap();
-    assert_eq!(r.spec().sample_rate, 16_000);
-    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
-    let mut x = engine::stream::resample_whole(&clip, 16_000, rate);
-    x.extend(std::iter::repeat_n(0.0, 2 * rate as usize));
-    x
 }
 
 /// A small deterministic generator for block sizes.

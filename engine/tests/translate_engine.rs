@@ -15,7 +15,7 @@ use translator::data::DataDir;
 use translator::model::StreamSpeech;
 
 mod common;
-use common::run;
+use common::{first_difference, run, spanish_clip as input};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -31,15 +31,6 @@ fn translator(segment_ms: usize) -> Arc<Translator> {
 fn unit_vocoder() -> Arc<vocoder::units::UnitVocoder> {
     let fx = root().join("translator/tests/fixtures");
     Arc::new(vocoder::units::load_unit_vocoder(&fx.join("simultaneous/unit_vocoder_tiny.safetensors"), None, &candle_core::Device::Cpu).unwrap().vocoder)
-}
-
-/// The clip at `rate` with 2 s of silence after it.
-fn input(rate: u32) -> Vec<f32> {
-    let mut r = hound::WavReader::open(root().join("tests/data/es_picovoice_bat_test_es.wav")).unwrap();
-    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
-    let mut x = engine::stream::resample_whole(&clip, 16_000, rate);
-    x.extend(std::iter::repeat_n(0.0, 2 * rate as usize));
-    x
 }
 
 fn setup(rate: u32, t: Option<Arc<Translator>>, voices: [Option<VoiceSpec>; 2], max_block: usize, offline: bool) -> TranslateSetup {
@@ -63,10 +54,6 @@ fn render(t: &Translator, voice: VoiceSpec, x: &[f32], rate: u32) -> Vec<f32> {
     let mut s = TranslateSession::new(&t.model, &t.data, vec![voice], SessionConfig::new(t.segment_ms, rate, rate)).unwrap();
     s.push(x, true, 0, &mut out).unwrap();
     out.pop().unwrap()
-}
-
-fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
 }
 
 #[test]

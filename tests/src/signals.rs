@@ -75,3 +75,18 @@ pub fn expected_mode_switch(mono: &[f32], latency: u64, t: u64, fade: u64) -> Ve
         })
         .collect()
 }
+
+/// The Spanish clip (tests/data, 16 kHz) at `rate`, with 2 s of silence after it.
+pub fn spanish_clip(rate: u32) -> Vec<f32> {
+    let mut r = hound::WavReader::open(crate::workspace_root().join("tests/data/es_picovoice_bat_test_es.wav")).unwrap();
+    assert_eq!(r.spec().sample_rate, 16_000);
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
+    let mut x = engine::stream::resample_whole(&clip, 16_000, rate);
+    x.extend(std::iter::repeat_n(0.0, 2 * rate as usize));
+    x
+}
+
+/// The first sample where `a` and `b` differ in any bit (over their common length).
+pub fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
+}

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use host_tests::clap_host::{Automation, ClapPlugin, state_bytes, state_json};
+use host_tests::signals::{first_difference, spanish_clip as input};
 use streamspeech_vocoder::translate::{TranslatorFiles, UnitVoiceFile, planned_translate};
 use streamspeech_vocoder::{LatencyChoice, VocoderParams, expected_translate_latency, mode_fade_samples};
 
@@ -61,15 +62,6 @@ fn translating(entry: &clack_host::prelude::PluginEntry, translator: Option<Tran
     p
 }
 
-/// The Spanish clip at `rate`, 2 s of silence after it.
-fn input(rate: u32) -> Vec<f32> {
-    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/es_picovoice_bat_test_es.wav")).unwrap();
-    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
-    let mut x = engine::stream::resample_whole(&clip, 16_000, rate);
-    x.extend(std::iter::repeat_n(0.0, 2 * rate as usize));
-    x
-}
-
 /// `streamspeech-vocoder translate IN --simultaneous --segment-ms S --vocoder V -o OUT` on `x`
 /// written as a float WAV at `rate`; the WAV it writes.
 fn cli_render(x: &[f32], rate: u32, segment_ms: usize) -> Vec<f32> {
@@ -110,10 +102,6 @@ fn cli_render(x: &[f32], rate: u32, segment_ms: usize) -> Vec<f32> {
     let out: Vec<f32> = hound::WavReader::open(&wav_out).unwrap().samples::<f32>().map(|s| s.unwrap()).collect();
     std::fs::remove_dir_all(&dir).unwrap();
     out
-}
-
-fn first_difference(a: &[f32], b: &[f32]) -> Option<usize> {
-    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
 }
 
 #[test]
