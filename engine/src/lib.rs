@@ -59,6 +59,11 @@ pub struct EngineSetup {
     /// How many threads the worker's kernels use in real time (a live handle: a change applies
     /// from the next chunk, without a re-plan). Rendering exactly always uses every core.
     pub worker_threads: WorkerThreads,
+    /// Compute both slots all the time (the engine before spin-ups). Off: only a slot that is
+    /// heard (or about to be, in a mode fade) runs its model; the other keeps its input side and
+    /// is spun up exactly when a switch needs it. Kept as the reference the spin-up tests compare
+    /// against.
+    pub compute_unheard: bool,
 }
 
 /// The real-time worker's thread count, shared between the engine and whoever sets it (the
@@ -197,6 +202,18 @@ pub struct EngineStats {
     pub restarts: AtomicU64,
     /// The threads the worker's kernels use now (0 until the worker starts).
     pub worker_threads: std::sync::atomic::AtomicUsize,
+    /// Unheard slots brought back for a mode switch (see [`stream::SlotStream::spin_up`]).
+    pub spin_ups: AtomicU64,
+    /// Host-rate samples those spin-ups replayed.
+    pub spin_up_replayed: AtomicU64,
+    /// The longest spin-up and all of them together, in µs of worker time.
+    pub spin_up_us_max: AtomicU64,
+    pub spin_up_us_total: AtomicU64,
+    /// Spin-ups whose kept history was too short to be exact (not expected; counted).
+    pub spin_ups_short: AtomicU64,
+    /// Spin-ups that finished after the audio thread needed their fade's first sample (in real
+    /// time: the missing samples played the delayed dry signal, also counted as underruns).
+    pub late_spin_ups: AtomicU64,
 }
 
 /// Wet sample with its input index.

@@ -26,6 +26,11 @@ pub struct RateConverter {
     /// Average frames out per call.
     pub chunk_out: usize,
     pub delay: usize,
+    /// The converter's processing block in input samples: it transforms consecutive blocks of
+    /// this size from its first sample, and its state after a block depends on that block
+    /// alone. A fresh converter started at a multiple of it is therefore a time-shifted copy of
+    /// one that ran from 0, from its second block on (1 when the rates match).
+    pub block_in: usize,
     cum_out: std::sync::Arc<Vec<u64>>,
 }
 
@@ -66,12 +71,14 @@ impl RateConverter {
                 chunk_in: 1,
                 chunk_out: 1,
                 delay: 0,
+                block_in: 1,
                 cum_out: Default::default(),
             };
         }
         let fft = Fft::<f32>::new(from as usize, to as usize, 256, 1, FixedSync::Input).expect("valid rates");
         let chunk_in = fft.input_frames_next();
         let delay = fft.output_delay();
+        let block_in = fft.fft_size_in();
         let max_out = fft.output_frames_max();
         // The frames each call yields vary (the ratio need not divide the chunk): the table of the
         // first calls' cumulative output, for latency planning.
@@ -86,6 +93,7 @@ impl RateConverter {
             chunk_in,
             chunk_out,
             delay,
+            block_in,
         }
     }
 
@@ -140,13 +148,16 @@ pub fn resample_whole(x: &[f32], from: u32, to: u32) -> Vec<f32> {
     out
 }
 
-/// Streaming vocoder state at the model's rate: mel frames are computed as their samples arrive
-/// and handed to the model's explicit streaming state ([`vocoder::model::VocoderStream`]) a chunk
-/// at a time, so each chunk costs only its own frames (no re-computed context) and the output
-/// equals the whole-file forward.
+/// Streaming vocoder state at the model's rate, in two halves. The *front* (mel frames, computed
+/// as their samples arrive) always runs: it is cheap, and it keeps the recent frames. The *back*
+/// (the model's explicit streaming state, [`vocoder::model::VocoderStream`], fed a chunk at a
+/// time) runs only while the slot may be heard: an idle back is dropped, and [`Self::spin_up`]
+/// rebuilds it from the kept frames. Each chunk costs only its own frames (no re-computed
+/// context), and the output equals the whole-file forward.
 pub struct ModelStream {
     vocoder: Arc<Vocoder>,
-    state: VocoderStream,
+    /// The back; `None` while idle.
+    state: Option<VocoderStream>,
     front: MelFrontEnd,
     scratch: MelScratch,
     num_mels: usize,
@@ -156,12 +167,21 @@ pub struct ModelStream {
     pub chunk: usize,
     /// Samples the model still owes for the frames it has received (its own lookahead).
     pub lag: usize,
+    /// How far back, in model samples, an output sample's value reaches into the model's input
+    /// (frames are centred on their hop, convolutions on their column).
+    pub reach_back: usize,
     /// Model-rate input; `input[0]` is absolute sample `input_base`.
     input: Vec<f32>,
     input_base: usize,
-    /// Mel frames not yet given to the model (each `num_mels`, frame-major).
+    /// Kept mel frames (each `num_mels`, frame-major); `frames[0]` is absolute frame `frames_base`.
     frames: Vec<f32>,
+    frames_base: usize,
+    /// Frames computed so far (absolute index of the next frame).
     frames_done: usize,
+    /// Absolute index of the next frame the back takes.
+    frames_fed: usize,
+    /// Frames kept behind `frames_done` for a spin-up, beyond what the back still needs.
+    keep_frames: usize,
     segment: Vec<f32>,
     column: Vec<f32>,
     mel_block: Vec<f32>,
@@ -175,6 +195,15 @@ impl ModelStream {
         // A fresh state is a few small zero tensors on the model's device, where the model's
         // weights already live: it cannot fail where loading succeeded.
         let state = vocoder.stream().expect("zero-initialised streaming state on the model's device");
+        let chunk = chunk_frames.max(1);
+        let lag = vocoder.stream_lag();
+        // The generators are centred convolutions (and transposed convolutions spanning a few
+        // hops): an output sample depends on about as much past as future. Measured on every
+        // family (tiny V1/V3/GRC, universal V1, the distilled student): a stream restarted from
+        // frame F equals, bit for bit, the one that ran from F·hop + lag on (within 20 samples
+        // less). Two hops over that; the spin-up tests check exactness at this reach.
+        let reach_back = lag + 2 * cfg.hop_size;
+        let keep_frames = (reach_back + cfg.n_fft).div_ceil(cfg.hop_size) + 2 * chunk + SPIN_UP_SLACK_FRAMES;
         Self {
             num_mels: cfg.num_mels,
             hop: cfg.hop_size,
@@ -183,14 +212,18 @@ impl ModelStream {
             column: vec![0.0; cfg.num_mels],
             front,
             scratch,
-            chunk: chunk_frames.max(1),
-            lag: vocoder.stream_lag(),
-            state,
+            chunk,
+            lag,
+            reach_back,
+            state: Some(state),
             vocoder,
             input: Vec::new(),
             input_base: 0,
             frames: Vec::new(),
+            frames_base: 0,
             frames_done: 0,
+            frames_fed: 0,
+            keep_frames,
             mel_block: Vec::new(),
         }
     }
@@ -212,6 +245,68 @@ impl ModelStream {
         self.input[idx - self.input_base]
     }
 
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Whether the back runs (the slot may be heard).
+    pub fn is_active(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// Drops the back; the front keeps computing and keeping frames.
+    pub fn set_idle(&mut self) {
+        self.state = None;
+    }
+
+    /// The oldest kept frame (a spin-up cannot start before it).
+    pub fn oldest_frame(&self) -> usize {
+        self.frames_base
+    }
+
+    /// Rebuilds the back from frame `from` (a multiple of the chunk, at or after
+    /// [`Self::oldest_frame`]) and appends its output to `out`: output sample `j` is model sample
+    /// `from · hop + j`. Once past the model's reach this is, sample for sample, what a back that
+    /// ran from frame 0 emits: the frames are the same, and they reach the model in the same
+    /// chunks (the chunk grid is kept from frame 0), so every column is computed alike.
+    pub fn spin_up(&mut self, from: usize, out: &mut Vec<f32>) -> Result<(), VocoderError> {
+        debug_assert!(from % self.chunk == 0 && from >= self.frames_base);
+        self.state = Some(self.vocoder.stream()?);
+        self.frames_fed = from.max(self.frames_base);
+        self.feed(out)
+    }
+
+    /// Whole chunks of computed frames go to the back (when it runs).
+    fn feed(&mut self, out: &mut Vec<f32>) -> Result<(), VocoderError> {
+        let m = self.num_mels;
+        let t = self.chunk;
+        if let Some(state) = &mut self.state {
+            while self.frames_fed + t <= self.frames_done {
+                self.mel_block.clear();
+                self.mel_block.resize(m * t, 0.0);
+                let first = (self.frames_fed - self.frames_base) * m;
+                for j in 0..t {
+                    for (b, v) in self.frames[first + j * m..first + (j + 1) * m].iter().enumerate() {
+                        self.mel_block[b * t + j] = *v;
+                    }
+                }
+                self.frames_fed += t;
+                let mel = Tensor::from_slice(&self.mel_block, (1, m, t), self.vocoder.device())?;
+                self.vocoder.stream_step(state, &mel, out)?;
+            }
+        } else {
+            // Idle: the chunk grid moves on (a later spin-up starts on it).
+            self.frames_fed = self.frames_done / t * t;
+        }
+        // Keep what the back still needs and the frames a spin-up may replay.
+        let keep_from = self.frames_fed.min(self.frames_done.saturating_sub(self.keep_frames));
+        if keep_from > self.frames_base {
+            self.frames.drain(..(keep_from - self.frames_base) * m);
+            self.frames_base = keep_from;
+        }
+        Ok(())
+    }
+
     /// Adds model-rate input and appends the audio that became computable to `out`.
     pub fn push(&mut self, x: &[f32], out: &mut Vec<f32>) -> Result<(), VocoderError> {
         self.input.extend_from_slice(x);
@@ -231,21 +326,7 @@ impl ModelStream {
             self.frames.extend_from_slice(&self.column);
             self.frames_done += 1;
         }
-        // Whole chunks go to the model.
-        let m = self.num_mels;
-        while self.frames.len() >= self.chunk * m {
-            let t = self.chunk;
-            self.mel_block.clear();
-            self.mel_block.resize(m * t, 0.0);
-            for j in 0..t {
-                for (b, v) in self.frames[j * m..(j + 1) * m].iter().enumerate() {
-                    self.mel_block[b * t + j] = *v;
-                }
-            }
-            self.frames.drain(..t * m);
-            let mel = Tensor::from_slice(&self.mel_block, (1, m, t), self.vocoder.device())?;
-            self.vocoder.stream_step(&mut self.state, &mel, out)?;
-        }
+        self.feed(out)?;
         // The next frame starts at frames_done*hop - pad (reflected samples 1..=pad while that
         // is negative, so nothing is dropped until then).
         let next_start = self.frames_done * self.hop;
@@ -260,43 +341,71 @@ impl ModelStream {
     }
 }
 
+/// Frames kept beyond a spin-up's own reach: the fade a spin-up serves starts up to half a fade
+/// before the input the worker has read, and the worker reads up to 8192 samples at a time.
+const SPIN_UP_SLACK_FRAMES: usize = 64;
+
+/// What a spin-up did, for the engine's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpinUp {
+    /// Nothing to do (passthrough, or the back already runs).
+    Running,
+    /// Rebuilt from kept history: from the requested sample on, exactly the stream that ran.
+    Exact { replayed: u64 },
+    /// The kept history did not reach back far enough (should not happen; counted): the output
+    /// is a fresh stream's onset until the model's reach is covered.
+    Short { replayed: u64 },
+}
+
 /// A slot: host-rate in, host-rate wet out, index-aligned. `None` model: passthrough.
+///
+/// A model slot can be idle ([`Self::set_idle`]): its input side (rate conversion, mel frames)
+/// keeps running and keeping recent frames, the model and the conversion back do not, and it
+/// has no output. [`Self::spin_up`] brings it back so that its output from a given sample on is
+/// exactly what it would have been had it run all along.
 pub struct SlotStream {
     to_model: RateConverter,
     model: Option<ModelStream>,
     to_host: RateConverter,
+    host_rate: u32,
+    model_rate: u32,
     model_buf: Vec<f32>,
     audio_buf: Vec<f32>,
+    /// Model-rate samples still to drop from the model's output (a spin-up starts the conversion
+    /// back on its block grid, after the model's replayed onset).
+    skip_model: u64,
     /// Host-rate wet samples ready, in order; the first is absolute index `ready_base`.
     pub ready: VecDeque<f32>,
     pub ready_base: u64,
+    /// The input index of the stream's first sample (the engine's start, a restart, a swap).
+    origin: u64,
 }
 
 impl SlotStream {
     pub fn new(host_rate: u32, vocoder: Option<(Arc<Vocoder>, usize)>) -> Self {
-        match vocoder {
-            None => Self {
-                to_model: RateConverter::new(host_rate, host_rate),
-                model: None,
-                to_host: RateConverter::new(host_rate, host_rate),
-                model_buf: Vec::new(),
-                audio_buf: Vec::new(),
-                ready: VecDeque::new(),
-                ready_base: 0,
-            },
-            Some((v, chunk_frames)) => {
-                let model_rate = v.config().sampling_rate;
-                Self {
-                    to_model: RateConverter::new(host_rate, model_rate),
-                    model: Some(ModelStream::new(v, chunk_frames)),
-                    to_host: RateConverter::new(model_rate, host_rate),
-                    model_buf: Vec::new(),
-                    audio_buf: Vec::new(),
-                    ready: VecDeque::new(),
-                    ready_base: 0,
-                }
-            }
+        let (model_rate, model) = match vocoder {
+            None => (host_rate, None),
+            Some((v, chunk_frames)) => (v.config().sampling_rate, Some(ModelStream::new(v, chunk_frames))),
+        };
+        Self {
+            to_model: RateConverter::new(host_rate, model_rate),
+            model,
+            to_host: RateConverter::new(model_rate, host_rate),
+            host_rate,
+            model_rate,
+            model_buf: Vec::new(),
+            audio_buf: Vec::new(),
+            skip_model: 0,
+            ready: VecDeque::new(),
+            ready_base: 0,
+            origin: 0,
         }
+    }
+
+    /// Places a fresh stream's first sample at input index `at`.
+    pub fn start_at(&mut self, at: u64) {
+        self.ready_base = at;
+        self.origin = at;
     }
 
     pub fn push(&mut self, x: &[f32]) -> Result<(), VocoderError> {
@@ -307,12 +416,73 @@ impl SlotStream {
                 self.to_model.push(x, &mut self.model_buf);
                 self.audio_buf.clear();
                 m.push(&self.model_buf, &mut self.audio_buf)?;
-                self.model_buf.clear();
-                self.to_host.push(&self.audio_buf, &mut self.model_buf);
-                self.ready.extend(self.model_buf.iter().copied());
+                self.emit_model_audio();
             }
         }
         Ok(())
+    }
+
+    /// The model's new output (in `audio_buf`) through the conversion back into `ready`.
+    fn emit_model_audio(&mut self) {
+        let skip = (self.skip_model as usize).min(self.audio_buf.len());
+        self.skip_model -= skip as u64;
+        self.model_buf.clear();
+        self.to_host.push(&self.audio_buf[skip..], &mut self.model_buf);
+        self.ready.extend(self.model_buf.iter().copied());
+    }
+
+    /// Whether the slot computes its output (a passthrough always does).
+    pub fn is_active(&self) -> bool {
+        self.model.as_ref().is_none_or(|m| m.is_active())
+    }
+
+    /// Stops computing the model; the input side keeps running (see [`Self::spin_up`]).
+    pub fn set_idle(&mut self) {
+        if let Some(m) = &mut self.model {
+            m.set_idle();
+            self.ready.clear();
+        }
+    }
+
+    /// Restarts the model of an idle slot so that its output from input index `from` on is what
+    /// it would have been had it never stopped. The model is replayed from kept mel frames far
+    /// enough back to cover its reach, on its chunk grid; the conversion back restarts on its
+    /// block grid, a block and its delay before it is needed. Both grids are counted from the
+    /// stream's origin, so every value computed from `from` on meets exactly the inputs and the
+    /// chunking it met in the stream that ran. Returns what it did; the replay is computed here.
+    pub fn spin_up(&mut self, from: u64) -> Result<SpinUp, VocoderError> {
+        let Some(m) = &mut self.model else { return Ok(SpinUp::Running) };
+        if m.is_active() {
+            return Ok(SpinUp::Running);
+        }
+        let g = gcd(self.host_rate as u64, self.model_rate as u64);
+        let (p, q) = (self.host_rate as u64 / g, self.model_rate as u64 / g);
+        let needed_model = from.saturating_sub(self.origin) * q / p;
+        let block = self.to_host.block_in as u64;
+        let back_delay = (self.to_host.delay as u64 * q).div_ceil(p);
+        let mut start_model = needed_model.saturating_sub(2 * block + back_delay) / block * block;
+        let (hop, chunk) = (m.hop() as u64, m.chunk as u64);
+        let mut frame = start_model.saturating_sub(m.reach_back as u64) / hop / chunk * chunk;
+        let oldest = m.oldest_frame() as u64;
+        let exact = frame >= oldest;
+        if !exact {
+            frame = oldest.div_ceil(chunk) * chunk;
+            start_model = (frame * hop).div_ceil(block) * block;
+        }
+        if frame == 0 {
+            // From the stream's start: the very same computation as the stream that ran.
+            start_model = 0;
+        }
+        self.to_host = RateConverter::new(self.model_rate, self.host_rate);
+        self.skip_model = start_model - frame * hop;
+        self.audio_buf.clear();
+        m.spin_up(frame as usize, &mut self.audio_buf)?;
+        let replayed_model = (m.frames_fed - frame as usize) as u64 * hop;
+        self.ready.clear();
+        self.ready_base = self.origin + start_model * p / q;
+        self.emit_model_audio();
+        let replayed = replayed_model * p / q;
+        Ok(if exact { SpinUp::Exact { replayed } } else { SpinUp::Short { replayed } })
     }
 
     pub fn is_passthrough(&self) -> bool {
@@ -356,9 +526,6 @@ impl SlotStream {
     /// multiple of it is a time-shifted copy of one started at 0 (once past its onset).
     pub fn grid_period(&self, host_rate: u32) -> u64 {
         let Some(m) = &self.model else { return 1 };
-        fn gcd(a: u64, b: u64) -> u64 {
-            if b == 0 { a } else { gcd(b, a % b) }
-        }
         let model_rate = m.vocoder.config().sampling_rate as u64;
         let g = gcd(host_rate as u64, model_rate);
         let (p, q) = (host_rate as u64 / g, model_rate / g);
@@ -376,4 +543,8 @@ impl SlotStream {
             }
         }
     }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -78,13 +78,42 @@ impl SlotPipe {
     pub fn begin_swap(&mut self, mut stream: SlotStream, next_input: u64, host_rate: u32, fade_len: u64) {
         let period = stream.grid_period(host_rate);
         let start = if period <= host_rate as u64 { next_input.div_ceil(period) * period } else { next_input };
-        stream.ready_base = start;
+        stream.start_at(start);
+        if !self.current.is_active() {
+            // Not heard now: the incoming model only keeps its input side running, and takes the
+            // slot's place as soon as it starts (see `push`).
+            stream.set_idle();
+        }
         let warm = (SWAP_WARMUP_MS / 1000.0 * host_rate as f32) as u64;
         self.incoming = Some(Incoming { stream, start, fade_start: start + warm, fade_len: fade_len.max(1) });
     }
 
     pub fn swapping(&self) -> bool {
         self.incoming.is_some()
+    }
+
+    /// Whether the slot computes its output (see [`SlotStream::set_idle`]).
+    pub fn is_active(&self) -> bool {
+        self.current.is_active()
+    }
+
+    /// Stops computing the model(s) of a slot that is not heard.
+    pub fn set_idle(&mut self) {
+        self.current.set_idle();
+        if let Some(inc) = &mut self.incoming {
+            inc.stream.set_idle();
+        }
+    }
+
+    /// Brings an idle slot back so that its value from input index `from` on is exactly what it
+    /// would have been had it run all along (see [`SlotStream::spin_up`]); a swap in progress
+    /// spins its incoming model up too.
+    pub fn spin_up(&mut self, from: u64) -> Result<crate::stream::SpinUp, vocoder::VocoderError> {
+        let done = self.current.spin_up(from)?;
+        if let Some(inc) = &mut self.incoming {
+            inc.stream.spin_up(from.max(inc.start))?;
+        }
+        Ok(done)
     }
 
     /// Pushes input samples `first_index..first_index + x.len()`.
@@ -94,6 +123,11 @@ impl SlotPipe {
             let skip = inc.start.saturating_sub(first_index) as usize;
             if skip < x.len() {
                 inc.stream.push(&x[skip..])?;
+                if !self.current.is_active() {
+                    // An idle slot has nothing to fade from: the new model is the slot now.
+                    let inc = self.incoming.take().expect("incoming");
+                    self.current = inc.stream;
+                }
             }
         }
         Ok(())
@@ -109,6 +143,9 @@ impl SlotPipe {
     }
 
     fn value_of(stream: &mut SlotStream, index: u64, passthrough_gain: f32) -> f32 {
+        if !stream.is_active() {
+            return 0.0;
+        }
         while stream.ready_base < index && stream.pop().is_some() {}
         let g = if stream.is_passthrough() { passthrough_gain } else { 1.0 };
         if stream.ready_base == index { stream.pop().unwrap_or(0.0) * g } else { 0.0 }

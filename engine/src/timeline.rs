@@ -57,6 +57,19 @@ impl ModeTimeline {
         }
     }
 
+    /// The first sample of the first pending fade into `slot` (None: no pending switch to it).
+    /// A slot is heard from there on; the current slot is heard now.
+    pub fn heard_from(&self, slot: usize) -> Option<u64> {
+        if slot == self.current {
+            return Some(0);
+        }
+        let half = self.fade_len / 2;
+        (0..self.len)
+            .map(|k| self.pending[(self.head + k) % Self::CAPACITY])
+            .find(|sw| sw.to_slot == slot)
+            .map(|sw| sw.at_input_sample.saturating_sub(half))
+    }
+
     pub fn schedule(&mut self, switch: ModeSwitch) {
         if switch.to_slot == self.target_slot() {
             return;

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::scope::ScopeAnalyzer;
+use crate::stream::SpinUp;
 use crate::swap::SlotPipe;
 use crate::timeline::ModeTimeline;
 use crate::{EngineSetup, Shared, Wet, mode_fade_samples, new_slot_stream};
@@ -19,9 +20,55 @@ fn pipes(setup: &EngineSetup) -> [SlotPipe; 2] {
 fn pipes_from(setup: &EngineSetup, at: u64) -> [SlotPipe; 2] {
     let mut slots = pipes(setup);
     for s in slots.iter_mut() {
-        s.current.ready_base = at;
+        s.current.start_at(at);
     }
     slots
+}
+
+/// Idles the model of every slot the timeline will not make heard (unless the setup computes
+/// both slots throughout).
+fn idle_unheard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, setup: &EngineSetup) {
+    if setup.compute_unheard {
+        return;
+    }
+    for (s, pipe) in slots.iter_mut().enumerate() {
+        if pipe.is_active() && timeline.heard_from(s).is_none() {
+            pipe.set_idle();
+        }
+    }
+}
+
+/// Spins up every idle slot the timeline is about to make heard, exactly from the first sample
+/// of its fade (never before `emitted`: what is out is out). The replay is computed here, before
+/// the worker goes on with new input: its cost is the burst the latency plan budgets.
+fn wake_heard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, emitted: u64, shared: &crate::Shared) -> Result<(), vocoder::VocoderError> {
+    for (s, pipe) in slots.iter_mut().enumerate() {
+        if pipe.is_active() {
+            continue;
+        }
+        let Some(from) = timeline.heard_from(s) else { continue };
+        let t0 = Instant::now();
+        let done = pipe.spin_up(from.max(emitted))?;
+        let stats = &shared.stats;
+        match done {
+            SpinUp::Running => {}
+            SpinUp::Exact { replayed } | SpinUp::Short { replayed } => {
+                stats.spin_ups.fetch_add(1, Ordering::Relaxed);
+                stats.spin_up_replayed.fetch_add(replayed, Ordering::Relaxed);
+                let us = t0.elapsed().as_micros() as u64;
+                stats.spin_up_us_max.fetch_max(us, Ordering::Relaxed);
+                stats.spin_up_us_total.fetch_add(us, Ordering::Relaxed);
+                if matches!(done, SpinUp::Short { .. }) {
+                    stats.spin_ups_short.fetch_add(1, Ordering::Relaxed);
+                }
+                // Late: the audio thread already needed samples of this fade.
+                if shared.needed.load(Ordering::Relaxed) > from && !shared.exact.load(Ordering::Relaxed) {
+                    stats.late_spin_ups.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
@@ -42,6 +89,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
             shared.stats.worker_threads.store(threads, Ordering::Relaxed);
             let mut slots = pipes(&setup);
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
+            idle_unheard(&mut slots, &timeline, &setup);
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
             let mut wet_buf: Vec<f32> = Vec::with_capacity(8192);
             let mut scope = ScopeAnalyzer::new(setup.host_rate, scope_out);
@@ -98,6 +146,11 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                 while let Ok(e) = events.pop() {
                     timeline.schedule(e);
                 }
+                if let Err(e) = wake_heard(&mut slots, &timeline, emitted, &shared) {
+                    *shared.stats.worker_error.lock() = Some(e.to_string());
+                    shared.stats.worker_alive.store(false, Ordering::Release);
+                    return;
+                }
                 let t0 = Instant::now();
                 // The audio thread renders exactly (offline or a recognised freewheel): all cores,
                 // and never skip input. The kernels' results do not depend on the thread count.
@@ -117,6 +170,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                     }
                     input_pos += skip as u64;
                     slots = pipes_from(&setup, input_pos);
+                    idle_unheard(&mut slots, &timeline, &setup);
                     emitted = input_pos;
                     scope.restart(input_pos);
                     shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +200,11 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                             return;
                         }
                     }
-                    let ready = slots[0].ready_end().min(slots[1].ready_end()).min(input_pos.saturating_sub(lookahead));
+                    let ready = slots
+                        .iter()
+                        .filter(|s| s.is_active())
+                        .map(|s| s.ready_end())
+                        .fold(input_pos.saturating_sub(lookahead), u64::min);
                     wet_buf.clear();
                     while emitted < ready {
                         let a = slots[0].pop(emitted);
@@ -161,6 +219,8 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                         emitted += 1;
                     }
                     scope.push_wet(&wet_buf);
+                    // A fade that finished leaves its first slot unheard.
+                    idle_unheard(&mut slots, &timeline, &setup);
                     if restart_at.is_some() {
                         let _ = restarts.pop();
                         // The old streams end here: what they have not emitted (it needed input
@@ -173,6 +233,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                             emitted += 1;
                         }
                         slots = pipes_from(&setup, input_pos);
+                        idle_unheard(&mut slots, &timeline, &setup);
                         scope.restart(input_pos);
                         shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     }

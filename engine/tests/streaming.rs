@@ -96,6 +96,7 @@ fn setup(rate: u32, slots: [Option<Arc<Vocoder>>; 2], ms: u32, max_block: usize,
         offline,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
+        compute_unheard: false,
     }
 }
 
@@ -565,4 +566,89 @@ fn the_worker_thread_count_does_not_change_the_audio() {
     vocoder::kernels::set_threads(1);
     assert!(!one.is_empty() && one.iter().any(|s| s.abs() > 1e-3), "the model made sound");
     assert!(one == two, "1 and 2 threads differ: max abs {}", max_abs_diff(&one, &two));
+}
+
+/// Only the heard slot computes its model; the other is spun up from kept history for a switch.
+/// An offline bounce must be bit for bit the bounce of an engine that computed both slots all
+/// along, for every model family, chunk choice and rate (with and without conversion), for
+/// switches at the very start (the replay reaches the stream's origin), back and forth, and
+/// after a transport restart.
+#[test]
+fn an_unheard_slot_spun_up_for_a_switch_is_exactly_the_slot_that_ran() {
+    let (x, sr) = speech();
+    let cases: [(u32, &str, &str, u32); 6] = [
+        (44_100, "grc_tiny", "v1_tiny", 80),
+        (48_000, "v1_tiny", "grc_tiny", 20),
+        (48_000, "v3_tiny", "v1_tiny", 640),
+        (96_000, "grc_tiny", "v3_tiny", 160),
+        (16_000, "v1_tiny", "grc_tiny", 40),
+        (22_050, "grc_tiny", "v1_tiny", 320),
+    ];
+    for (rate, a, b, ms) in cases {
+        let xr = resample_clip(&x[..60_000.min(x.len())], sr, rate);
+        let n = xr.len() as u64;
+        let switches = [(n / 50, 1), (n / 3, 0), (n / 3 + rate as u64 / 10, 1), (2 * n / 3, 0), (5 * n / 6, 1)];
+        let render = |compute_unheard: bool, blocks: &[usize]| {
+            let mut s = setup(rate, [Some(tiny(a)), Some(tiny(b))], ms, 4096, true);
+            s.compute_unheard = compute_unheard;
+            let mut e = EngineProcessor::new(s);
+            let out = run(&mut e, &xr, blocks, &switches);
+            let st = &e.stats;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::SeqCst);
+            (out, load(&st.spin_ups), load(&st.spin_ups_short), load(&st.spin_up_replayed))
+        };
+        let (both, ups_both, _, _) = render(true, &[512]);
+        assert_eq!(ups_both, 0, "computing both slots never spins one up");
+        for blocks in [vec![512usize], vec![1000, 17, 4096]] {
+            let (heard, ups, short, replayed) = render(false, &blocks);
+            eprintln!(
+                "{rate} Hz {a}/{b} {ms} ms: {ups} spin-ups, {:.0} ms replayed each",
+                replayed as f64 / ups.max(1) as f64 * 1000.0 / rate as f64
+            );
+            // A slot is idled once its fade-out is emitted; a switch back that the worker reads
+            // before that (switches closer than the latency) finds it running. At least the first.
+            assert!((1..=switches.len() as u64).contains(&ups), "{rate} Hz {a}/{b}: {ups} spin-ups");
+            assert_eq!(short, 0, "{rate} Hz {a}/{b}: kept history too short");
+            assert!(
+                common::first_difference(&heard, &both).is_none() && heard.len() == both.len(),
+                "{rate} Hz {a}/{b} {ms} ms blocks {blocks:?}: differs from computing both slots at output sample {:?}",
+                common::first_difference(&heard, &both)
+            );
+        }
+    }
+}
+
+/// The same with the real universal V1 and the distilled GRC student at 48 kHz (the plugin's
+/// default models), including a transport restart between switches.
+#[test]
+fn spin_up_is_exact_with_the_default_models_and_across_a_restart() {
+    let (x, sr) = speech();
+    let rate = 48_000;
+    let xr = resample_clip(&x[..66_150.min(x.len())], sr, rate);
+    let n = xr.len() as u64;
+    let student = {
+        let p = root().join("models/grc_mrf_distilled.safetensors");
+        Arc::new(load_vocoder(&p, None, &Device::Cpu).unwrap().vocoder)
+    };
+    let v1 = universal();
+    let render = |compute_unheard: bool| {
+        let mut s = setup(rate, [Some(v1.clone()), Some(student.clone())], 80, 1024, true);
+        s.compute_unheard = compute_unheard;
+        let mut e = EngineProcessor::new(s);
+        let mut out = common::run(&mut e, &xr[..(n / 2) as usize], &[1024], &[(n / 8, 1), (n / 4, 0)]);
+        e.restart_at(e.input_position());
+        let rest = &xr[(n / 2) as usize..];
+        let m = rest.len() as u64;
+        out.extend(common::run(&mut e, rest, &[1024], &[(m / 10, 1), (m / 2, 0)]));
+        (out, e.stats.spin_ups.load(std::sync::atomic::Ordering::SeqCst), e.stats.spin_up_us_max.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let (both, _, _) = render(true);
+    let (heard, ups, us_max) = render(false);
+    eprintln!("default models at 48 kHz: {ups} spin-ups, longest {:.1} ms", us_max as f64 / 1000.0);
+    assert_eq!(ups, 4);
+    assert!(
+        common::first_difference(&heard, &both).is_none(),
+        "differs from computing both slots at output sample {:?}",
+        common::first_difference(&heard, &both)
+    );
 }

@@ -83,6 +83,7 @@ impl Default for EditorShared {
             load_error: Default::default(),
             restart_pending: AtomicBool::new(false),
             worker_threads: engine::WorkerThreads::new(0),
+            compute_unheard: false,
             active_task: AtomicBool::new(false),
             replan_requested: AtomicBool::new(false),
             translate: RwLock::new(None),
@@ -731,6 +732,7 @@ mod tests {
             offline: false,
             passthrough_gain: [1.0, 1.0],
             worker_threads: engine::WorkerThreads::new(1),
+            compute_unheard: false,
         });
         for c in LatencyChoice::ALL {
             shared.latency_table[c.index()].store(planned_latency(rate, block, c, &models), Ordering::Relaxed);

@@ -69,6 +69,7 @@ pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, 
         offline: true,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
+        compute_unheard: false,
     })
     .total()
 }

@@ -133,6 +133,7 @@ impl StreamSpeechVocoder {
             offline: trusted_offline,
             passthrough_gain: PASSTHROUGH_GAIN,
             worker_threads: self.shared.worker_threads.clone(),
+            compute_unheard: false,
         };
         let task = self.params.task.value();
         let assume_freewheel = host_offline && !trusted_offline;
