@@ -84,7 +84,7 @@ pub fn render(input: &Audio, setup: &RenderSetup, progress: &mut dyn FnMut(u64, 
         offline: true,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
-        compute_unheard: false,
+        unheard: engine::Unheard::Compute,
     });
     let latency = engine.latency() as usize;
     let total = frames + latency;

@@ -27,7 +27,7 @@ fn main() {
             offline: true,
             passthrough_gain: [1.0, 1.0],
             worker_threads: engine::WorkerThreads::new(1),
-            compute_unheard: false,
+            unheard: engine::Unheard::Compute,
         });
         let t0 = Instant::now();
         let mut input = x.clone();

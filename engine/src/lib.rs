@@ -59,11 +59,42 @@ pub struct EngineSetup {
     /// How many threads the worker's kernels use in real time (a live handle: a change applies
     /// from the next chunk, without a re-plan). Rendering exactly always uses every core.
     pub worker_threads: WorkerThreads,
-    /// Compute both slots all the time (the engine before spin-ups). Off: only a slot that is
-    /// heard (or about to be, in a mode fade) runs its model; the other keeps its input side and
-    /// is spun up exactly when a switch needs it. Kept as the reference the spin-up tests compare
-    /// against.
-    pub compute_unheard: bool,
+    /// What the engine does with the slot that is not heard (see [`Unheard`]).
+    pub unheard: Unheard,
+}
+
+/// What the engine does with the mode slot that is not heard.
+///
+/// Only a heard slot (or one about to be, in a mode fade) needs its model. An unheard slot can
+/// keep just its input side (rate conversion and mel frames, about 1 % of a model's cost) and be
+/// spun up when a switch needs it: its model is replayed from kept frames so that its output
+/// from the fade's first sample on is exactly what it would have been had it run all along
+/// ([`stream::SlotStream::spin_up`]). The replay is a burst of work, `spin_up_span` of audio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Unheard {
+    /// Live: compute both slots (a switch never waits; no added latency). Rendering exactly
+    /// (offline, freewheel): spin up, since nothing waits on time there.
+    #[default]
+    Compute,
+    /// Always spin up: about half the live load with two full-size models. The reported latency
+    /// adds the spin-up span to the worker's margin, so a replay that runs at least as fast as
+    /// real time is ready before the fade is heard; one that is not falls back to the delayed
+    /// dry signal for the missing samples (counted as underruns and late spin-ups).
+    SpinUp,
+    /// Compute both slots everywhere (the engine before spin-ups; the reference the spin-up tests
+    /// compare against).
+    ComputeAlways,
+}
+
+impl Unheard {
+    /// Whether both slots run their models now (`exact`: rendering exactly).
+    pub fn computes_both(self, exact: bool) -> bool {
+        match self {
+            Unheard::Compute => !exact,
+            Unheard::SpinUp => false,
+            Unheard::ComputeAlways => true,
+        }
+    }
 }
 
 /// The real-time worker's thread count, shared between the engine and whoever sets it (the
@@ -122,11 +153,13 @@ pub struct LatencyBudget {
     pub data: u64,
     /// The worker's compute budget: max(chunk, host max block).
     pub margin: u64,
+    /// The longest live spin-up replay ([`Unheard::SpinUp`]; 0 otherwise).
+    pub spin_up: u64,
 }
 
 impl LatencyBudget {
     pub fn total(&self) -> u32 {
-        (self.data + self.margin) as u32
+        (self.data + self.margin + self.spin_up) as u32
     }
 }
 
@@ -148,10 +181,10 @@ pub fn new_slot_stream(setup: &EngineSetup, slot: usize) -> SlotStream {
 /// their availability arithmetic costs ≈ 5–150 ms, more at high or odd rates, and hosts
 /// re-activate often): the key holds the models' identities, which the model cache keeps stable.
 pub fn plan(setup: &EngineSetup) -> LatencyBudget {
-    type Key = (u32, usize, u32, [usize; 2]);
+    type Key = (u32, usize, u32, [usize; 2], Unheard);
     static MEMO: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<Key, LatencyBudget>>> = std::sync::OnceLock::new();
     let id = |s: &Option<Arc<Vocoder>>| s.as_ref().map_or(0, |v| Arc::as_ptr(v) as usize);
-    let key = (setup.host_rate, setup.max_block, setup.chunk_ms, [id(&setup.slots[0]), id(&setup.slots[1])]);
+    let key = (setup.host_rate, setup.max_block, setup.chunk_ms, [id(&setup.slots[0]), id(&setup.slots[1])], setup.unheard);
     let memo = MEMO.get_or_init(Default::default);
     if let Some(b) = memo.lock().get(&key) {
         return *b;
@@ -164,10 +197,12 @@ pub fn plan(setup: &EngineSetup) -> LatencyBudget {
 fn plan_uncached(setup: &EngineSetup) -> LatencyBudget {
     let mut data = 0;
     let mut chunk = 0;
+    let mut spin_up = 0;
     for s in 0..2 {
         let stream = new_slot_stream(setup, s);
         data = data.max(stream.data_latency(setup.host_rate));
         chunk = chunk.max(stream.chunk_host_samples(setup.host_rate));
+        spin_up = spin_up.max(stream.spin_up_span());
     }
     // The worker emits wet sample i only once it has seen input i + fade/2, so that every mode
     // switch whose fade reaches back to i is known (see worker.rs).
@@ -176,7 +211,10 @@ fn plan_uncached(setup: &EngineSetup) -> LatencyBudget {
         // No model at all: the plan still honours the chosen processing block.
         chunk = (setup.chunk_ms as u64 * setup.host_rate as u64).div_ceil(1000);
     }
-    LatencyBudget { data, margin: chunk.max(setup.max_block as u64) }
+    // Live spin-ups replay up to `spin_up` of audio before the worker goes on: the margin holds
+    // it, so a model whose replay runs at real time or faster is ready when its fade is heard.
+    let spin_up = if setup.unheard == Unheard::SpinUp { spin_up } else { 0 };
+    LatencyBudget { data, margin: chunk.max(setup.max_block as u64), spin_up }
 }
 
 /// Counters shared with the GUI/host threads.

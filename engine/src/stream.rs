@@ -533,6 +533,18 @@ impl SlotStream {
         p * (hop / gcd(q, hop))
     }
 
+    /// The most audio, in host samples, a spin-up replays at once (for latency planning): the
+    /// model's reach, a chunk of grid alignment, and the conversion back's blocks and delay.
+    pub fn spin_up_span(&self) -> u64 {
+        let Some(m) = &self.model else { return 0 };
+        let g = gcd(self.host_rate as u64, self.model_rate as u64);
+        let (p, q) = (self.host_rate as u64 / g, self.model_rate as u64 / g);
+        let block = self.to_host.block_in as u64;
+        let back_delay = (self.to_host.delay as u64 * q).div_ceil(p);
+        let model = m.reach_back as u64 + (m.chunk * m.hop) as u64 + 3 * block + back_delay;
+        (model * p).div_ceil(q)
+    }
+
     /// Chunk length in host samples (for the safety margin).
     pub fn chunk_host_samples(&self, host_rate: u32) -> u64 {
         match &self.model {

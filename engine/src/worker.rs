@@ -25,10 +25,10 @@ fn pipes_from(setup: &EngineSetup, at: u64) -> [SlotPipe; 2] {
     slots
 }
 
-/// Idles the model of every slot the timeline will not make heard (unless the setup computes
-/// both slots throughout).
-fn idle_unheard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, setup: &EngineSetup) {
-    if setup.compute_unheard {
+/// Idles the model of every slot the timeline will not make heard (unless both slots compute
+/// now, see [`crate::Unheard`]).
+fn idle_unheard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, both: bool) {
+    if both {
         return;
     }
     for (s, pipe) in slots.iter_mut().enumerate() {
@@ -41,12 +41,13 @@ fn idle_unheard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, setup: &Engi
 /// Spins up every idle slot the timeline is about to make heard, exactly from the first sample
 /// of its fade (never before `emitted`: what is out is out). The replay is computed here, before
 /// the worker goes on with new input: its cost is the burst the latency plan budgets.
-fn wake_heard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, emitted: u64, shared: &crate::Shared) -> Result<(), vocoder::VocoderError> {
+/// With `both`, every idle slot spins up (a render that turned live again), from `emitted`.
+fn wake_heard(slots: &mut [SlotPipe; 2], timeline: &ModeTimeline, both: bool, emitted: u64, shared: &crate::Shared) -> Result<(), vocoder::VocoderError> {
     for (s, pipe) in slots.iter_mut().enumerate() {
         if pipe.is_active() {
             continue;
         }
-        let Some(from) = timeline.heard_from(s) else { continue };
+        let Some(from) = timeline.heard_from(s).or(both.then_some(emitted)) else { continue };
         let t0 = Instant::now();
         let done = pipe.spin_up(from.max(emitted))?;
         let stats = &shared.stats;
@@ -89,7 +90,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
             shared.stats.worker_threads.store(threads, Ordering::Relaxed);
             let mut slots = pipes(&setup);
             let mut timeline = ModeTimeline::new(setup.initial_slot, mode_fade_samples(setup.host_rate as f32));
-            idle_unheard(&mut slots, &timeline, &setup);
+            idle_unheard(&mut slots, &timeline, setup.unheard.computes_both(exact));
             let mut buf: Vec<f32> = Vec::with_capacity(8192);
             let mut wet_buf: Vec<f32> = Vec::with_capacity(8192);
             let mut scope = ScopeAnalyzer::new(setup.host_rate, scope_out);
@@ -146,11 +147,6 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                 while let Ok(e) = events.pop() {
                     timeline.schedule(e);
                 }
-                if let Err(e) = wake_heard(&mut slots, &timeline, emitted, &shared) {
-                    *shared.stats.worker_error.lock() = Some(e.to_string());
-                    shared.stats.worker_alive.store(false, Ordering::Release);
-                    return;
-                }
                 let t0 = Instant::now();
                 // The audio thread renders exactly (offline or a recognised freewheel): all cores,
                 // and never skip input. The kernels' results do not depend on the thread count.
@@ -159,6 +155,14 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                     threads = threads_now(exact);
                     vocoder::kernels::set_threads(threads);
                     shared.stats.worker_threads.store(threads, Ordering::Relaxed);
+                }
+                // A switch just read needs its slot (a spin-up replays its model here, before
+                // the new input); a render that turned live again with `Unheard::Compute` wakes
+                // both.
+                if let Err(e) = wake_heard(&mut slots, &timeline, setup.unheard.computes_both(exact), emitted, &shared) {
+                    *shared.stats.worker_error.lock() = Some(e.to_string());
+                    shared.stats.worker_alive.store(false, Ordering::Release);
+                    return;
                 }
                 // Real time only: hopelessly behind? Restart the pipelines at the present.
                 let needed = shared.needed.load(Ordering::Relaxed);
@@ -170,7 +174,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                     }
                     input_pos += skip as u64;
                     slots = pipes_from(&setup, input_pos);
-                    idle_unheard(&mut slots, &timeline, &setup);
+                    idle_unheard(&mut slots, &timeline, setup.unheard.computes_both(exact));
                     emitted = input_pos;
                     scope.restart(input_pos);
                     shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
@@ -220,7 +224,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                     }
                     scope.push_wet(&wet_buf);
                     // A fade that finished leaves its first slot unheard.
-                    idle_unheard(&mut slots, &timeline, &setup);
+                    idle_unheard(&mut slots, &timeline, setup.unheard.computes_both(exact));
                     if restart_at.is_some() {
                         let _ = restarts.pop();
                         // The old streams end here: what they have not emitted (it needed input
@@ -233,7 +237,7 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                             emitted += 1;
                         }
                         slots = pipes_from(&setup, input_pos);
-                        idle_unheard(&mut slots, &timeline, &setup);
+                        idle_unheard(&mut slots, &timeline, setup.unheard.computes_both(exact));
                         scope.restart(input_pos);
                         shared.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     }

@@ -44,7 +44,6 @@ fn setup(rate: u32, t: Option<Arc<Translator>>, voices: [Option<VoiceSpec>; 2], 
         initial_slot: 0,
         offline,
         worker_threads: engine::WorkerThreads::new(1),
-        compute_unheard: false,
         live: Arc::new(LiveTranslation::default()),
     }
 }

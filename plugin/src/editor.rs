@@ -28,7 +28,7 @@ mod translate_panel;
 
 use crate::latency::{LatencyChoice, planned_latency};
 use crate::models::{self, NO_MODEL, SlotStatus};
-use crate::params::{Mode, ThreadsChoice, VocoderParams};
+use crate::params::{Mode, ThreadsChoice, UnheardChoice, VocoderParams};
 use crate::view::{Badge, MeterView, ScopeHistory, SlotView, WindowSize, latency_text, threads_text};
 
 /// Seconds of history in the live spectrograms.
@@ -83,7 +83,6 @@ impl Default for EditorShared {
             load_error: Default::default(),
             restart_pending: AtomicBool::new(false),
             worker_threads: engine::WorkerThreads::new(0),
-            compute_unheard: false,
             active_task: AtomicBool::new(false),
             replan_requested: AtomicBool::new(false),
             translate: RwLock::new(None),
@@ -141,7 +140,8 @@ pub fn load_into_slot(
             if rate > 0.0 {
                 let block = shared.max_block.load(Ordering::Relaxed) as usize;
                 for c in LatencyChoice::ALL {
-                    shared.latency_table[c.index()].store(planned_latency(rate.round() as u32, block, c, &models), Ordering::Relaxed);
+                    let unheard = params.unheard.read().engine();
+                    shared.latency_table[c.index()].store(planned_latency(rate.round() as u32, block, c, &models, unheard), Ordering::Relaxed);
                 }
                 let wanted = shared.latency_table[params.latency.value().index()].load(Ordering::Relaxed);
                 needs_restart = wanted > shared.reported_latency.load(Ordering::Relaxed);
@@ -541,6 +541,42 @@ impl VocoderWindow {
         }
     }
 
+    /// The slot that is not heard: computed, or spun up on a switch. Persisted; a change
+    /// re-plans (the latency changes), the audio does not.
+    fn unheard_control(&mut self, ui: &mut egui::Ui, stats: &engine::EngineStats) {
+        let current = *self.params.unheard.read();
+        let mut chosen = current;
+        let label = |c: UnheardChoice| match c {
+            UnheardChoice::Compute => "both slots computed",
+            UnheardChoice::SpinUp => "heard slot only",
+        };
+        ui.label("switching");
+        egui::ComboBox::from_id_salt("unheard")
+            .selected_text(label(current))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut chosen, UnheardChoice::Compute, label(UnheardChoice::Compute));
+                ui.selectable_value(&mut chosen, UnheardChoice::SpinUp, label(UnheardChoice::SpinUp));
+            })
+            .response
+            .on_hover_text(
+                "Both slots computed: a Mode switch never waits, no added latency.\n\
+                 Heard slot only: the other slot is spun up exactly when a switch needs it \
+                 (about half the live load with two full-size models; the replay is added to the \
+                 latency). Offline bounces compute only the heard slot either way; the audio is \
+                 the same.",
+            );
+        let ups = stats.spin_ups.load(Ordering::Relaxed);
+        if ups > 0 {
+            let late = stats.late_spin_ups.load(Ordering::Relaxed);
+            let longest = stats.spin_up_us_max.load(Ordering::Relaxed) as f64 / 1000.0;
+            ui.label(format!("{ups} spin-ups, longest {longest:.0} ms{}", if late > 0 { format!(", {late} late") } else { String::new() }));
+        }
+        if chosen != current {
+            *self.params.unheard.write() = chosen;
+            self.shared.replan_requested.store(true, Ordering::Release);
+        }
+    }
+
     fn meters(&mut self, ui: &mut egui::Ui) {
         let stats = self.shared.stats.read().clone();
         let device = self.shared.device_status.read().clone();
@@ -571,6 +607,8 @@ impl VocoderWindow {
             ui.label(format!("device: {}", meter.device));
             ui.separator();
             self.threads_control(ui, stats.worker_threads.load(Ordering::Relaxed));
+            ui.separator();
+            self.unheard_control(ui, &stats);
         });
         let mut warnings: Vec<String> = meter.warning.into_iter().collect();
         if let Some(w) = self.history.noise_warning() {
@@ -732,10 +770,10 @@ mod tests {
             offline: false,
             passthrough_gain: [1.0, 1.0],
             worker_threads: engine::WorkerThreads::new(1),
-            compute_unheard: false,
+            unheard: engine::Unheard::Compute,
         });
         for c in LatencyChoice::ALL {
-            shared.latency_table[c.index()].store(planned_latency(rate, block, c, &models), Ordering::Relaxed);
+            shared.latency_table[c.index()].store(planned_latency(rate, block, c, &models, engine::Unheard::Compute), Ordering::Relaxed);
         }
         shared.reported_latency.store(engine.latency(), Ordering::Relaxed);
         shared.sample_rate.store(rate as f32, Ordering::Relaxed);

@@ -58,7 +58,7 @@ impl LatencyChoice {
 /// The latency (host samples) the engine has for these inputs: data latency of the slots'
 /// pipelines plus the worker's compute margin (max of chunk and host block). The engine memoises
 /// its plans process-wide, so this is cheap after the first call for a rate.
-pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, slots: &[Option<Arc<Vocoder>>; 2]) -> u32 {
+pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, slots: &[Option<Arc<Vocoder>>; 2], unheard: engine::Unheard) -> u32 {
     engine::plan(&engine::EngineSetup {
         host_rate,
         channels: 1,
@@ -69,7 +69,7 @@ pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, 
         offline: true,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
-        compute_unheard: false,
+        unheard,
     })
     .total()
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 pub use engine::{MODE_FADE_MS, mode_fade_samples};
 pub use latency::{LatencyChoice, planned_latency};
 use models::SlotStatus;
-pub use params::{DeviceChoice, Mode, ThreadsChoice, VocoderParams};
+pub use params::{DeviceChoice, Mode, ThreadsChoice, UnheardChoice, VocoderParams};
 pub use translate::Task;
 
 /// Stable plugin identities. Changing these breaks every saved project that uses the plugin.
@@ -87,8 +87,13 @@ pub fn resolve_slots(params: &VocoderParams) -> ([SlotStatus; 2], String) {
 /// What `activate` reports for these inputs with default slot settings (host tests use this to
 /// check the reported value against the engine's own).
 pub fn expected_latency(host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
+    expected_latency_with(host_rate, max_block, choice, UnheardChoice::Compute)
+}
+
+/// The same with a choice for the unheard slot.
+pub fn expected_latency_with(host_rate: u32, max_block: usize, choice: LatencyChoice, unheard: UnheardChoice) -> u32 {
     let (slots, _) = resolve_slots(&VocoderParams::default());
-    planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()])
+    planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()], unheard.engine())
 }
 
 /// What `activate` reports in Translate for these inputs and the persisted slots (host tests
@@ -133,7 +138,7 @@ impl StreamSpeechVocoder {
             offline: trusted_offline,
             passthrough_gain: PASSTHROUGH_GAIN,
             worker_threads: self.shared.worker_threads.clone(),
-            compute_unheard: false,
+            unheard: self.params.unheard.read().engine(),
         };
         let task = self.params.task.value();
         let assume_freewheel = host_offline && !trusted_offline;

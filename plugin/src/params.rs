@@ -65,6 +65,28 @@ impl ThreadsChoice {
     }
 }
 
+/// What the engine does with the Mode slot that is not heard (`engine::Unheard`). Persisted with
+/// the project, not automatable; a change re-plans (the latency changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnheardChoice {
+    /// Both slots computed live: a switch never waits, no added latency.
+    #[default]
+    Compute,
+    /// Only the heard slot computed; the other spun up exactly on a switch (about half the
+    /// live load with two full-size models, at the cost of the replay in the latency).
+    SpinUp,
+}
+
+impl UnheardChoice {
+    pub fn engine(self) -> engine::Unheard {
+        match self {
+            UnheardChoice::Compute => engine::Unheard::Compute,
+            UnheardChoice::SpinUp => engine::Unheard::SpinUp,
+        }
+    }
+}
+
 #[derive(Params)]
 pub struct VocoderParams {
     #[id = "mode"]
@@ -123,6 +145,11 @@ pub struct VocoderParams {
     #[persist = "worker-threads"]
     pub worker_threads: RwLock<ThreadsChoice>,
 
+    /// The slot that is not heard: computed, or spun up on a switch (offline bounces always
+    /// spin up; the audio is the same either way).
+    #[persist = "unheard"]
+    pub unheard: RwLock<UnheardChoice>,
+
     /// The window's size and zoom.
     #[persist = "window"]
     pub window: RwLock<crate::view::WindowSize>,
@@ -159,6 +186,7 @@ impl Default for VocoderParams {
             unit_modified: RwLock::new(None),
             device: RwLock::new(DeviceChoice::Auto),
             worker_threads: RwLock::new(ThreadsChoice::Auto),
+            unheard: RwLock::new(UnheardChoice::Compute),
             window: RwLock::new(crate::view::WindowSize::DEFAULT),
         }
     }

@@ -54,6 +54,8 @@ pub fn build_engine(template: &EngineSetup, plan: PlanRequest, params: &VocoderP
             setup.chunk_ms = plan.choice.millis();
             setup.slots = current_models(shared);
             setup.initial_slot = plan.slot;
+            // The window may have changed it since activation (it asks for a re-plan).
+            setup.unheard = params.unheard.read().engine();
             EngineProcessor::new(setup)
         }
         Task::Translate => {
@@ -84,7 +86,7 @@ fn fill_latency_table(template: &EngineSetup, task: Task, params: &VocoderParams
             return;
         }
         let l = match &slots {
-            None => planned_latency(template.host_rate, template.max_block, c, &models),
+            None => planned_latency(template.host_rate, template.max_block, c, &models, params.unheard.read().engine()),
             Some(s) => translate::planned_translate(s, c, template.host_rate, template.max_block).latency() as u32,
         };
         shared.latency_table[c.index()].store(l, Ordering::Relaxed);

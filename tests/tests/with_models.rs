@@ -258,3 +258,51 @@ fn unannounced_freewheel_bounce_equals_the_offline_bounce() {
         assert!(first.is_none(), "channel {c}: the unannounced freewheel differs from the offline bounce first at sample {first:?} (latency {lat})");
     }
 }
+
+/// The window's "switching" choice (persisted as `unheard`): "heard slot only" reports the
+/// planner's latency with the spin-up replay in its margin, survives a save/load, and bounces
+/// exactly the audio of the default (both slots computed live; a bounce spins up either way),
+/// Mode automation included, once each output is advanced by its own latency.
+#[test]
+fn heard_slot_only_persists_reports_its_latency_and_bounces_the_same_audio() {
+    use host_tests::clap_host::{Automation, state_bytes, state_json};
+    use streamspeech_vocoder::{UnheardChoice, expected_latency_with};
+    let entry = entry();
+    let sr = 44_100u32;
+    let mut r = hound::WavReader::open(host_tests::workspace_root().join("tests/data/es_librivox_cuentosdehadas03_14_grimm.wav")).unwrap();
+    let clip_sr = r.spec().sample_rate;
+    let clip: Vec<f32> = r.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).take(clip_sr as usize * 2).collect();
+    let x = engine::stream::resample_whole(&clip, clip_sr, sr);
+    let bounce = |spin_up: bool| {
+        let mut p = ClapPlugin::new(&entry);
+        p.set_offline(true);
+        p.select_channels(1);
+        if spin_up {
+            let mut state = state_json(&p.save_state());
+            assert_eq!(state["fields"]["unheard"], "\"compute\"", "a new instance computes both slots");
+            state["fields"]["unheard"] = serde_json::json!("\"spin-up\"");
+            p.load_state(&state_bytes(&state));
+            assert_eq!(state_json(&p.save_state())["fields"]["unheard"], "\"spin-up\"");
+        }
+        p.activate(sr as f64, 1, 512);
+        let lat = p.latency() as usize;
+        let mode_id = p.param_id("Mode");
+        let padded = vec![x.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect::<Vec<f32>>()];
+        let automation = [
+            Automation { time: 26_000, id: mode_id, value: 1.0 },
+            Automation { time: 57_000, id: mode_id, value: 0.0 },
+            Automation { time: 70_000, id: mode_id, value: 1.0 },
+        ];
+        let out = p.render(&padded, &[512], &automation);
+        (out[0][lat..lat + x.len()].to_vec(), lat)
+    };
+    let (computed, lat_compute) = bounce(false);
+    let (spun, lat_spin) = bounce(true);
+    assert_eq!(lat_compute as u32, expected_latency(sr, 512, LatencyChoice::Ms80));
+    assert_eq!(lat_spin as u32, expected_latency_with(sr, 512, LatencyChoice::Ms80, UnheardChoice::SpinUp));
+    eprintln!("80 ms at 44.1 kHz: {lat_compute} samples computing both, {lat_spin} heard slot only");
+    assert!(lat_spin > lat_compute);
+    let first = computed.iter().zip(&spun).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(first.is_none(), "the bounces differ first at input sample {first:?}");
+    assert!(spun.iter().any(|v| v.abs() > 0.01), "the bounce is not silent");
+}
