@@ -276,12 +276,18 @@ impl ModelStream {
         self.feed(out)
     }
 
-    /// Whole chunks of computed frames go to the back (when it runs).
+    /// Whole chunks of computed frames go to the back (when it runs). Several waiting chunks
+    /// (a render, a spin-up's replay, a worker catching up) go in one step, up to
+    /// [`MAX_STEP_FRAMES`]: the generators' columns do not depend on how the frames are cut into
+    /// steps (measured bit for bit, and checked by the bounce-equals-live tests), while larger
+    /// steps run the kernels at batch efficiency. What is emitted when stays chunk by chunk.
     fn feed(&mut self, out: &mut Vec<f32>) -> Result<(), VocoderError> {
         let m = self.num_mels;
-        let t = self.chunk;
+        let chunk = self.chunk;
         if let Some(state) = &mut self.state {
-            while self.frames_fed + t <= self.frames_done {
+            while self.frames_fed + chunk <= self.frames_done {
+                let waiting = (self.frames_done - self.frames_fed) / chunk;
+                let t = chunk * waiting.min((MAX_STEP_FRAMES / chunk).max(1));
                 self.mel_block.clear();
                 self.mel_block.resize(m * t, 0.0);
                 let first = (self.frames_fed - self.frames_base) * m;
@@ -296,7 +302,7 @@ impl ModelStream {
             }
         } else {
             // Idle: the chunk grid moves on (a later spin-up starts on it).
-            self.frames_fed = self.frames_done / t * t;
+            self.frames_fed = self.frames_done / chunk * chunk;
         }
         // Keep what the back still needs and the frames a spin-up may replay.
         let keep_from = self.frames_fed.min(self.frames_done.saturating_sub(self.keep_frames));
@@ -341,8 +347,13 @@ impl ModelStream {
     }
 }
 
-/// Frames kept beyond a spin-up's own reach: the fade a spin-up serves starts up to half a fade
-/// before the input the worker has read, and the worker reads up to 8192 samples at a time.
+/// The most frames one model step takes (≈ 3 s at 22.05 kHz / hop 256): large enough for batch
+/// efficiency, small enough to bound a step's activations (V1's widest layer holds 512 channels
+/// per frame, its last layers 32 channels per sample).
+pub const MAX_STEP_FRAMES: usize = 256;
+
+/// Frames kept beyond a spin-up's own reach: a spin-up runs before the worker pushes the input it
+/// just read, and the fade it serves starts at most half a fade before that input.
 const SPIN_UP_SLACK_FRAMES: usize = 64;
 
 /// What a spin-up did, for the engine's counters.

@@ -132,7 +132,10 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                     }
                 }
                 buf.clear();
-                let n = input.slots().min(8192);
+                // Live, input arrives a host block at a time; rendering exactly, a large host block
+                // (the CLI's) is taken at once, so the model steps over several chunks together.
+                let cap = if shared.exact.load(Ordering::Relaxed) { 1 << 16 } else { 8192 };
+                let n = input.slots().min(cap);
                 if n == 0 {
                     std::thread::park_timeout(Duration::from_millis(2));
                     continue;
