@@ -69,8 +69,9 @@ struct RenderArgs {
     models_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// Host block size the engine is driven with.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    /// Host block size the engine is driven with. The audio is the same at any size; a large
+    /// block lets the model step over many chunks at once (batch speed).
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=65536))]
     block_size: u32,
     /// Write spectrogram.png and report.json (input, Original, Modified, switched) into DIR.
     #[arg(long)]
