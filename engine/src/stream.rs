@@ -270,7 +270,7 @@ impl ModelStream {
     /// ran from frame 0 emits: the frames are the same, and they reach the model in the same
     /// chunks (the chunk grid is kept from frame 0), so every column is computed alike.
     pub fn spin_up(&mut self, from: usize, out: &mut Vec<f32>) -> Result<(), VocoderError> {
-        debug_assert!(from % self.chunk == 0 && from >= self.frames_base);
+        debug_assert!(from.is_multiple_of(self.chunk) && from >= self.frames_base);
         self.state = Some(self.vocoder.stream()?);
         self.frames_fed = from.max(self.frames_base);
         self.feed(out)
