@@ -750,3 +750,36 @@ fn a_render_in_huge_blocks_steps_many_chunks_at_once_and_is_bit_identical() {
         assert!(d.is_none(), "huge blocks differ at input sample {d:?}");
     }
 }
+
+/// A model swapped into the slot that is not heard (only its input side runs): the new model
+/// takes the slot's place at once, and when a switch makes the slot heard it is spun up from the
+/// new model's kept frames: after the switch the output is the new model's, as an engine started
+/// with it plays (within 1e-4: the swapped stream starts on the analysis grid, see the swap test).
+#[test]
+fn a_model_swapped_into_the_unheard_slot_is_heard_after_a_switch() {
+    let (x, rate) = speech();
+    let (a, b, c) = (tiny("v1_tiny"), tiny("grc_tiny"), tiny("v3_tiny"));
+    let blocks = [512usize];
+    let switch_at = 2 * rate as u64;
+    let reference = {
+        let mut e = EngineProcessor::new(setup(rate, [Some(a.clone()), Some(c.clone())], 80, 512, true));
+        let lat = e.latency() as usize;
+        run(&mut e, &x, &blocks, &[(switch_at, 1)])[lat..].to_vec()
+    };
+    let mut e = EngineProcessor::new(setup(rate, [Some(a.clone()), Some(b.clone())], 80, 512, true));
+    let lat = e.latency() as usize;
+    assert_eq!(lat as u32, EngineProcessor::new(setup(rate, [Some(a.clone()), Some(c.clone())], 80, 512, true)).latency());
+    let swap_at = rate as usize / 2;
+    let mut out = run(&mut e, &x[..swap_at], &blocks, &[]);
+    assert!(e.swapper().swap(1, Some(c.clone())));
+    out.extend(run(&mut e, &x[swap_at..], &blocks, &[(switch_at - swap_at as u64, 1)]));
+    let out = out[lat..].to_vec();
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(load(&e.stats.underruns), 0);
+    assert!(load(&e.stats.spin_ups) >= 1 && load(&e.stats.spin_ups_short) == 0);
+    let fade = mode_fade_samples(rate as f32) as usize;
+    let before = switch_at as usize - fade;
+    assert!(max_abs_diff(&out[..before], &reference[..before]) <= 1e-6, "Original (unchanged) before the switch");
+    let d = max_abs_diff(&out[before..], &reference[before..]);
+    assert!(d <= 1e-4, "the swapped-in model after the switch: max abs diff {d}");
+}
