@@ -155,23 +155,33 @@ fn paced_real_time_run_that_keeps_up_equals_the_bounce() {
     let block = 512;
     let mut bounce = EngineProcessor::translating(setup(rate, Some(t.clone()), [Some(voice.clone()), None], block, true));
     let want = run(&mut bounce, &x, &[block], &[]);
-    let live = setup(rate, Some(t.clone()), [Some(voice), None], block, false);
-    let text = live.live.clone();
-    let mut e = EngineProcessor::translating(live);
-    let start = std::time::Instant::now();
-    let mut out = Vec::with_capacity(x.len());
-    for (k, piece) in x.chunks(block).enumerate() {
-        // Real time: each block is handed over when its audio would have been captured.
-        let due = std::time::Duration::from_secs_f64((k * block) as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
+    // On a loaded machine (the other tests of this binary run alongside) a run can underrun;
+    // then it is not the case under test: up to 3 tries.
+    let mut kept_up = None;
+    for _ in 0..3 {
+        let live = setup(rate, Some(t.clone()), [Some(voice.clone()), None], block, false);
+        let text = live.live.clone();
+        let mut e = EngineProcessor::translating(live);
+        let start = std::time::Instant::now();
+        let mut out = Vec::with_capacity(x.len());
+        for (k, piece) in x.chunks(block).enumerate() {
+            // Real time: each block is handed over when its audio would have been captured.
+            let due = std::time::Duration::from_secs_f64((k * block) as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let mut buf = piece.to_vec();
+            e.process(&mut [&mut buf[..]], &mut || (1.0, 1.0));
+            out.extend_from_slice(&buf);
         }
-        let mut buf = piece.to_vec();
-        e.process(&mut [&mut buf[..]], &mut || (1.0, 1.0));
-        out.extend_from_slice(&buf);
+        let underruns = e.stats.underruns.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("paced run: {underruns} underruns");
+        if underruns == 0 {
+            kept_up = Some((out, text));
+            break;
+        }
     }
-    let underruns = e.stats.underruns.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(underruns, 0, "the small model keeps up");
+    let (out, text) = kept_up.expect("the small model keeps up in one of 3 paced runs");
     assert_eq!(first_difference(&out, &want), None, "a live run that keeps up is the bounce");
     let live = text.text.lock().clone();
     assert!(!live.done.is_empty(), "the utterance's texts: {live:?}");
