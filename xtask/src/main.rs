@@ -23,6 +23,9 @@
 //! - `cargo xtask bench-simultaneous [--seconds S] [--segment-ms MS] [--reference --python PY
 //!   --streamspeech DIR]`: per-segment compute of simultaneous translation on one thread (and
 //!   upstream's agent on the same files); see `cli/benches/simultaneous.rs`.
+//! - `cargo xtask bench-render [--seconds S] [--no-reference]`: the whole CLI `render` and a plugin
+//!   offline bounce (bundled CLAP) against the bare whole-file forwards, ours and onnxruntime's, in
+//!   the same run; see `tests/src/bin/bench_render.rs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-translate") => bench_translate(&args[1..]),
         Some("bench-simultaneous") => bench_simultaneous(&args[1..]),
+        Some("bench-render") => bench_render(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
@@ -130,6 +134,18 @@ fn bench_translate(extra: &[String]) -> Result<()> {
 /// the translator's benchmark.
 fn bench_simultaneous(extra: &[String]) -> Result<()> {
     let mut args = vec!["bench", "-p", "streamspeech-cli", "--bench", "simultaneous", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// The offline render benchmark (`tests/src/bin/bench_render.rs`): the release CLI and the
+/// release bundle in one cargo build (shared dependencies compile once), then the host.
+fn bench_render(extra: &[String]) -> Result<()> {
+    fetch_models()?;
+    let release = ["--release".to_string()];
+    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string(), "streamspeech-cli".to_string()], &release)?;
+    nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
+    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "bench_render", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }
