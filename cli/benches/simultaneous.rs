@@ -141,6 +141,7 @@ fn main() {
     // SAFETY: single-threaded here; candle's CPU ops read it for their GEMM parallelism.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
     let compare_seconds: f64 = opt("--compare-seconds").map(|s| s.parse().expect("--compare-seconds C")).unwrap_or(20.0);
+    assert!(compare_seconds > 0.0, "--compare-seconds must be positive (upstream's agent runs on that many seconds)");
     let inputs = prepare(seconds);
     let mut runs: Vec<(String, serde_json::Value)> = Vec::new();
     runs.push((format!("ours, stream ({seconds} s; resets at pauses, 30 s cap)"), ours(&inputs, segment_ms, false)));
