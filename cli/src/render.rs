@@ -85,6 +85,8 @@ pub fn render(input: &Audio, setup: &RenderSetup, progress: &mut dyn FnMut(u64, 
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
         unheard: engine::Unheard::Compute,
+        // The CLI's blocks are large already (64 k samples by default).
+        render_ahead: false,
     });
     let latency = engine.latency() as usize;
     let total = frames + latency;

@@ -37,6 +37,7 @@ fn main() {
                 passthrough_gain: [1.0, 1.0],
                 worker_threads: WorkerThreads::new(threads),
                 unheard,
+                render_ahead: false,
             });
             let block = 512;
             let period = Duration::from_secs_f64(block as f64 / rate as f64);

@@ -28,6 +28,7 @@ fn main() {
             passthrough_gain: [1.0, 1.0],
             worker_threads: engine::WorkerThreads::new(1),
             unheard: engine::Unheard::Compute,
+            render_ahead: false,
         });
         let t0 = Instant::now();
         let mut input = x.clone();

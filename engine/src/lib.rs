@@ -61,7 +61,17 @@ pub struct EngineSetup {
     pub worker_threads: WorkerThreads,
     /// What the engine does with the slot that is not heard (see [`Unheard`]).
     pub unheard: Unheard,
+    /// Offline only: report [`RENDER_AHEAD_SECONDS`] more latency so the worker can take that
+    /// much input at once and step the model in large steps (batch speed) although the host
+    /// hands small blocks. Only for a host that says it renders offline *at activation* (the
+    /// latency is fixed then); the audio is the same, later by the extra latency.
+    pub render_ahead: bool,
 }
+
+/// The extra latency of [`EngineSetup::render_ahead`]: input the worker may gather before it
+/// must compute. 1.5 s lets V1 (22.05 kHz, hop 256) step about 130 frames at a time; the cost is
+/// that much extra tail the host renders at the end of a bounce.
+pub const RENDER_AHEAD_SECONDS: f64 = 1.5;
 
 /// What the engine does with the mode slot that is not heard.
 ///
@@ -155,11 +165,14 @@ pub struct LatencyBudget {
     pub margin: u64,
     /// The longest live spin-up replay ([`Unheard::SpinUp`]; 0 otherwise).
     pub spin_up: u64,
+    /// Input the worker may gather before computing in an offline render
+    /// ([`EngineSetup::render_ahead`]; 0 otherwise).
+    pub render_ahead: u64,
 }
 
 impl LatencyBudget {
     pub fn total(&self) -> u32 {
-        (self.data + self.margin + self.spin_up) as u32
+        (self.data + self.margin + self.spin_up + self.render_ahead) as u32
     }
 }
 
@@ -181,10 +194,10 @@ pub fn new_slot_stream(setup: &EngineSetup, slot: usize) -> SlotStream {
 /// their availability arithmetic costs ≈ 5–150 ms, more at high or odd rates, and hosts
 /// re-activate often): the key holds the models' identities, which the model cache keeps stable.
 pub fn plan(setup: &EngineSetup) -> LatencyBudget {
-    type Key = (u32, usize, u32, [usize; 2], Unheard);
+    type Key = (u32, usize, u32, [usize; 2], Unheard, bool);
     static MEMO: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<Key, LatencyBudget>>> = std::sync::OnceLock::new();
     let id = |s: &Option<Arc<Vocoder>>| s.as_ref().map_or(0, |v| Arc::as_ptr(v) as usize);
-    let key = (setup.host_rate, setup.max_block, setup.chunk_ms, [id(&setup.slots[0]), id(&setup.slots[1])], setup.unheard);
+    let key = (setup.host_rate, setup.max_block, setup.chunk_ms, [id(&setup.slots[0]), id(&setup.slots[1])], setup.unheard, setup.offline && setup.render_ahead);
     let memo = MEMO.get_or_init(Default::default);
     if let Some(b) = memo.lock().get(&key) {
         return *b;
@@ -214,7 +227,15 @@ fn plan_uncached(setup: &EngineSetup) -> LatencyBudget {
     // Live spin-ups replay up to `spin_up` of audio before the worker goes on: the margin holds
     // it, so a model whose replay runs at real time or faster is ready when its fade is heard.
     let spin_up = if setup.unheard == Unheard::SpinUp { spin_up } else { 0 };
-    LatencyBudget { data, margin: chunk.max(setup.max_block as u64), spin_up }
+    // Without a model there is nothing to batch.
+    let has_model = setup.slots.iter().any(Option::is_some);
+    let render_ahead = if setup.offline && setup.render_ahead && has_model { render_ahead_samples(setup.host_rate) } else { 0 };
+    LatencyBudget { data, margin: chunk.max(setup.max_block as u64), spin_up, render_ahead }
+}
+
+/// [`RENDER_AHEAD_SECONDS`] in host samples.
+pub fn render_ahead_samples(host_rate: u32) -> u64 {
+    (RENDER_AHEAD_SECONDS * host_rate as f64).round() as u64
 }
 
 /// Counters shared with the GUI/host threads.

@@ -150,7 +150,7 @@ impl EngineProcessor {
     /// The Translate task's engine (see the module's docs).
     pub fn translating(setup: TranslateSetup) -> Self {
         let plan = translate_plan(&setup);
-        let budget = LatencyBudget { data: plan.delay + plan.reach, margin: plan.margin, spin_up: 0 };
+        let budget = LatencyBudget { data: plan.delay + plan.reach, margin: plan.margin, spin_up: 0, render_ahead: 0 };
         let frame = Frame { host_rate: setup.host_rate, channels: setup.channels, max_block: setup.max_block, offline: setup.offline, initial_slot: setup.initial_slot };
         Self::with_worker(frame, budget, move |io| spawn(setup, plan, io))
     }

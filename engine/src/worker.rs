@@ -79,6 +79,8 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
         .spawn(move || {
             // The models in use (hot swaps change them; a resync rebuilds from them).
             let mut setup = setup;
+            // Planned (memoised) when the processor was built.
+            let render_ahead = crate::plan(&setup).render_ahead;
             // Real time: the kernels run on the chosen share of the cores (auto: one on a small
             // machine), leaving the rest to the host. Rendering exactly (offline, or a freewheel
             // the audio thread recognised): every core, since nothing else is waiting on time.
@@ -135,6 +137,18 @@ pub(crate) fn spawn(setup: EngineSetup, io: crate::WorkerIo) -> JoinHandle<()> {
                 // Live, input arrives a host block at a time; rendering exactly, a large host block
                 // (the CLI's) is taken at once, so the model steps over several chunks together.
                 let cap = if shared.exact.load(Ordering::Relaxed) { 1 << 16 } else { 8192 };
+                // An announced bounce with render-ahead latency: small host blocks are gathered
+                // until a large step's worth waits, unless the audio thread waits for a sample
+                // not emitted yet. The audio is the same (steps do not change it), computed in
+                // large steps.
+                if render_ahead > 0
+                    && shared.exact.load(Ordering::Relaxed)
+                    && (input.slots() as u64) < render_ahead.min(cap as u64)
+                    && shared.needed.load(Ordering::Relaxed) < emitted
+                {
+                    std::thread::park_timeout(Duration::from_millis(2));
+                    continue;
+                }
                 let n = input.slots().min(cap);
                 if n == 0 {
                     std::thread::park_timeout(Duration::from_millis(2));

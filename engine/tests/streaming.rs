@@ -97,6 +97,7 @@ fn setup(rate: u32, slots: [Option<Arc<Vocoder>>; 2], ms: u32, max_block: usize,
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
         unheard: engine::Unheard::Compute,
+        render_ahead: false,
     }
 }
 
@@ -736,18 +737,25 @@ fn a_render_in_huge_blocks_steps_many_chunks_at_once_and_is_bit_identical() {
     let xr = resample_clip(&x[..66_150.min(x.len())], sr, rate);
     let n = xr.len() as u64;
     for slots in [[Some(universal()), Some(tiny("grc_tiny"))], [Some(tiny("v1_tiny")), Some(tiny("v3_tiny"))]] {
-        let render = |block: usize| {
-            let mut e = EngineProcessor::new(setup(rate, slots.clone(), 80, block, true));
+        let render = |block: usize, render_ahead: bool| {
+            let mut e = EngineProcessor::new(EngineSetup { render_ahead, ..setup(rate, slots.clone(), 80, block, true) });
             let lat = e.latency() as usize;
             let padded: Vec<f32> = xr.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect();
             let out = run(&mut e, &padded, &[block], &[(n / 3, 1), (2 * n / 3, 0)]);
-            out[lat..].to_vec()
+            assert_eq!(e.stats.underruns.load(std::sync::atomic::Ordering::Relaxed), 0, "a render never underruns");
+            (out[lat..].to_vec(), lat)
         };
-        let small = render(512);
-        let huge = render(65_536);
+        let (small, lat) = render(512, false);
+        let (huge, _) = render(65_536, false);
         assert_eq!(small.len(), huge.len());
         let d = common::first_difference(&small, &huge);
         assert!(d.is_none(), "huge blocks differ at input sample {d:?}");
+        // An announced bounce with render-ahead: small host blocks, large model steps; the same
+        // audio, later by exactly the extra latency.
+        let (ahead, lat_ahead) = render(512, true);
+        assert_eq!(lat_ahead as u64, lat as u64 + engine::render_ahead_samples(rate), "render-ahead adds its span to the latency");
+        let d = common::first_difference(&small, &ahead);
+        assert!(d.is_none(), "the render-ahead bounce differs at input sample {d:?}");
     }
 }
 

@@ -771,6 +771,7 @@ mod tests {
             passthrough_gain: [1.0, 1.0],
             worker_threads: engine::WorkerThreads::new(1),
             unheard: engine::Unheard::Compute,
+            render_ahead: false,
         });
         for c in LatencyChoice::ALL {
             shared.latency_table[c.index()].store(planned_latency(rate, block, c, &models, engine::Unheard::Compute), Ordering::Relaxed);

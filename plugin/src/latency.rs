@@ -70,6 +70,7 @@ pub fn planned_latency(host_rate: u32, max_block: usize, choice: LatencyChoice, 
         passthrough_gain: [1.0, 1.0],
         worker_threads: engine::WorkerThreads::new(1),
         unheard,
+        render_ahead: false,
     })
     .total()
 }

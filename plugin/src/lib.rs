@@ -96,6 +96,14 @@ pub fn expected_latency_with(host_rate: u32, max_block: usize, choice: LatencyCh
     planned_latency(host_rate, max_block, choice, &[slots[0].vocoder(), slots[1].vocoder()], unheard.engine())
 }
 
+/// What `activate` reports when a CLAP host activates for an offline render (a bounce): the
+/// real-time latency plus the render-ahead (`engine::RENDER_AHEAD_SECONDS`) when a slot has a model.
+pub fn expected_offline_latency(host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
+    let (slots, _) = resolve_slots(&VocoderParams::default());
+    let has_model = slots.iter().any(|s| s.vocoder().is_some());
+    expected_latency(host_rate, max_block, choice) + if has_model { engine::render_ahead_samples(host_rate) as u32 } else { 0 }
+}
+
 /// What `activate` reports in Translate for these inputs and the persisted slots (host tests
 /// check the reported value against it).
 pub fn expected_translate_latency(params: &VocoderParams, host_rate: u32, max_block: usize, choice: LatencyChoice) -> u32 {
@@ -139,6 +147,9 @@ impl StreamSpeechVocoder {
             passthrough_gain: PASSTHROUGH_GAIN,
             worker_threads: self.shared.worker_threads.clone(),
             unheard: self.params.unheard.read().engine(),
+            // A bounce the host announced: gather 1.5 s of input per model step (batch speed);
+            // the host compensates the extra latency, fixed at this activation.
+            render_ahead: trusted_offline,
         };
         let task = self.params.task.value();
         let assume_freewheel = host_offline && !trusted_offline;

@@ -126,7 +126,7 @@ fn reported_latency_is_the_timelines_delay_per_segment_and_rate() {
     let mut p = ClapPlugin::new(&entry);
     p.set_offline(true);
     p.activate(48_000.0, 1, 512);
-    assert_eq!(p.latency(), streamspeech_vocoder::expected_latency(48_000, 512, LatencyChoice::Ms80));
+    assert_eq!(p.latency(), streamspeech_vocoder::expected_offline_latency(48_000, 512, LatencyChoice::Ms80));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `cargo xtask models`): the full signal path at several host rates.
 
 use host_tests::clap_host::{ClapPlugin, load_entry, use_models};
-use streamspeech_vocoder::{LatencyChoice, expected_latency};
+use streamspeech_vocoder::{LatencyChoice, expected_offline_latency};
 
 fn entry() -> clack_host::prelude::PluginEntry {
     use_models(true);
@@ -55,7 +55,7 @@ fn original_mode_keeps_pitch_and_duration_at_every_host_rate() {
     for sr in [22_050.0f64, 44_100.0, 48_000.0, 96_000.0] {
         let mut p = bounce_instance(&entry, sr);
         let lat = p.latency() as usize;
-        assert_eq!(lat as u32, expected_latency(sr as u32, 1024, LatencyChoice::Ms640), "{sr} Hz");
+        assert_eq!(lat as u32, expected_offline_latency(sr as u32, 1024, LatencyChoice::Ms640), "{sr} Hz");
         let x = tone(sr as f32, 1.0, 220.0);
         let mut input = x.clone();
         input.extend(std::iter::repeat_n(0.0, lat));
@@ -175,7 +175,8 @@ fn cli_render_equals_daw_offline_bounce() {
         switches: vec![Switch { seconds: 1.0, slot: 1 }],
     };
     let cli = render(&input, &setup, &mut |_, _| {});
-    assert_eq!(cli.latency as usize, lat, "the CLI's engine plans the plugin's latency");
+    // The announced bounce gathers input ahead (large model steps); the CLI's blocks are large.
+    assert_eq!(cli.latency as u64 + engine::render_ahead_samples(sr), lat as u64, "the CLI's engine plans the plugin's latency");
     for c in 0..2 {
         let daw = &bounce[c][lat..lat + left.len()];
         assert_eq!(cli.audio.channels[c].len(), daw.len());
@@ -211,7 +212,7 @@ fn wet_output_minus_reported_latency_aligns_with_whole_file_render() {
             p.select_channels(1);
             p.activate(sr as f64, 1, 512);
             let lat = p.latency() as usize;
-            assert_eq!(lat as u32, expected_latency(sr, 512, *choice), "{sr} Hz {choice:?}");
+            assert_eq!(lat as u32, expected_offline_latency(sr, 512, *choice), "{sr} Hz {choice:?}");
             let input: Vec<f32> = x.iter().copied().chain(std::iter::repeat_n(0.0, lat)).collect();
             let out = p.render(&[input], &[512], &[]);
             let aligned = &out[0][lat..lat + x.len()];
@@ -250,12 +251,13 @@ fn unannounced_freewheel_bounce_equals_the_offline_bounce() {
     };
     let (offline, lat) = render(true);
     let (freewheel, lat_fw) = render(false);
-    assert_eq!(lat, lat_fw);
-    let dry_diff = (lat..lat + clip.len()).map(|i| (freewheel[0][i] - 0.75 * clip[i - lat]).abs()).fold(0.0, f32::max);
+    // Only the announced bounce reports the render-ahead (its latency is fixed at activation).
+    assert_eq!(lat as u64, lat_fw as u64 + engine::render_ahead_samples(sr));
+    let dry_diff = (lat_fw..lat_fw + clip.len()).map(|i| (freewheel[0][i] - 0.75 * clip[i - lat_fw]).abs()).fold(0.0, f32::max);
     assert!(dry_diff > 1e-2, "the freewheel bounce is the dry signal");
     for c in 0..2 {
-        let first = (0..offline[c].len()).find(|&i| offline[c][i] != freewheel[c][i]);
-        assert!(first.is_none(), "channel {c}: the unannounced freewheel differs from the offline bounce first at sample {first:?} (latency {lat})");
+        let first = (0..clip.len()).find(|&i| offline[c][lat + i] != freewheel[c][lat_fw + i]);
+        assert!(first.is_none(), "channel {c}: the unannounced freewheel differs from the offline bounce first at input sample {first:?} (latencies {lat}, {lat_fw})");
     }
 }
 
@@ -298,8 +300,9 @@ fn heard_slot_only_persists_reports_its_latency_and_bounces_the_same_audio() {
     };
     let (computed, lat_compute) = bounce(false);
     let (spun, lat_spin) = bounce(true);
-    assert_eq!(lat_compute as u32, expected_latency(sr, 512, LatencyChoice::Ms80));
-    assert_eq!(lat_spin as u32, expected_latency_with(sr, 512, LatencyChoice::Ms80, UnheardChoice::SpinUp));
+    assert_eq!(lat_compute as u32, expected_offline_latency(sr, 512, LatencyChoice::Ms80));
+    let ahead = engine::render_ahead_samples(sr) as u32;
+    assert_eq!(lat_spin as u32, expected_latency_with(sr, 512, LatencyChoice::Ms80, UnheardChoice::SpinUp) + ahead);
     eprintln!("80 ms at 44.1 kHz: {lat_compute} samples computing both, {lat_spin} heard slot only");
     assert!(lat_spin > lat_compute);
     let first = computed.iter().zip(&spun).position(|(a, b)| a.to_bits() != b.to_bits());
