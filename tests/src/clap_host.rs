@@ -344,6 +344,16 @@ impl ClapPlugin {
     /// Renders `input` (one Vec per channel) in blocks of the given sizes (cycled), on a separate
     /// audio thread, with sample-accurate automation events. Returns the output channels.
     pub fn render(&mut self, input: &[Vec<f32>], block_sizes: &[usize], automation: &[Automation]) -> Vec<Vec<f32>> {
+        self.render_timed(input, block_sizes, automation, None)
+    }
+
+    /// [`render`](Self::render) in real time at `sample_rate`: each block is handed over when a
+    /// sound card would ask for it (an absolute schedule, so late blocks do not shift the rest).
+    pub fn render_paced_with(&mut self, input: &[Vec<f32>], block: usize, sample_rate: f64, automation: &[Automation]) -> Vec<Vec<f32>> {
+        self.render_timed(input, &[block], automation, Some(sample_rate))
+    }
+
+    fn render_timed(&mut self, input: &[Vec<f32>], block_sizes: &[usize], automation: &[Automation], pace: Option<f64>) -> Vec<Vec<f32>> {
         let processor = self.processor.take().expect("activate() first");
         let channels = input.len();
         let len = input[0].len();
@@ -360,6 +370,7 @@ impl ClapPlugin {
                 let mut out_events = EventBuffer::with_capacity(64);
                 let mut pos = 0usize;
                 let mut k = 0usize;
+                let t0 = std::time::Instant::now();
                 while pos < len {
                     let n = block_sizes[k % block_sizes.len()].min(len - pos).min(max_block);
                     k += 1;
@@ -393,6 +404,12 @@ impl ClapPlugin {
                         output[c][pos..pos + n].copy_from_slice(&out_bufs[c][..n]);
                     }
                     pos += n;
+                    if let Some(rate) = pace {
+                        let due = t0 + std::time::Duration::from_secs_f64(pos as f64 / rate);
+                        if let Some(rest) = due.checked_duration_since(std::time::Instant::now()) {
+                            std::thread::sleep(rest);
+                        }
+                    }
                 }
                 (processor.stop_processing(), output)
             })
@@ -405,23 +422,7 @@ impl ClapPlugin {
 
     /// Renders in real time: each block is handed over when a sound card would ask for it.
     pub fn render_paced(&mut self, input: &[Vec<f32>], block: usize, sample_rate: f64) -> Vec<Vec<f32>> {
-        let mut out = vec![Vec::new(); input.len()];
-        let mut pos = 0;
-        while pos < input[0].len() {
-            let n = block.min(input[0].len() - pos);
-            let t0 = std::time::Instant::now();
-            let piece: Vec<Vec<f32>> = input.iter().map(|c| c[pos..pos + n].to_vec()).collect();
-            let y = self.render(&piece, &[n], &[]);
-            for (o, c) in out.iter_mut().zip(y) {
-                o.extend(c);
-            }
-            let period = std::time::Duration::from_secs_f64(n as f64 / sample_rate);
-            if let Some(rest) = period.checked_sub(t0.elapsed()) {
-                std::thread::sleep(rest);
-            }
-            pos += n;
-        }
-        out
+        self.render_paced_with(input, block, sample_rate, &[])
     }
 
     pub fn save_state(&mut self) -> Vec<u8> {

@@ -26,6 +26,9 @@
 //! - `cargo xtask bench-render [--seconds S] [--no-reference]`: the whole CLI `render` and a plugin
 //!   offline bounce (bundled CLAP) against the bare whole-file forwards, ours and onnxruntime's, in
 //!   the same run; see `tests/src/bin/bench_render.rs`.
+//! - `cargo xtask bench-live [--seconds 600] [--threads 1,2] [--unheard spin-up,compute]`: V1 in
+//!   both slots through the bundled plugin, paced real time, Mode switching every 2 s: CPU load
+//!   and underruns as a host sees them; see `tests/src/bin/bench_live.rs`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -45,6 +48,7 @@ fn main() -> Result<()> {
         Some("bench-translate") => bench_translate(&args[1..]),
         Some("bench-simultaneous") => bench_simultaneous(&args[1..]),
         Some("bench-render") => bench_render(&args[1..]),
+        Some("bench-live") => bench_live(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
@@ -146,6 +150,17 @@ fn bench_render(extra: &[String]) -> Result<()> {
     nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string(), "streamspeech-cli".to_string()], &release)?;
     nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
     let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "bench_render", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// The live benchmark through the bundled plugin (`tests/src/bin/bench_live.rs`).
+fn bench_live(extra: &[String]) -> Result<()> {
+    fetch_models()?;
+    let release = ["--release".to_string()];
+    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string()], &release)?;
+    nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
+    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "bench_live", "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }
