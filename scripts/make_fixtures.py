@@ -5,7 +5,8 @@
     python3 scripts/make_fixtures.py [--universal PATH/TO/generator_universal.pth.tar]
 
 Writes vocoder/tests/fixtures/:
-  v1_tiny/, v3_tiny/, grc_tiny/   tiny random-weight models (HiFi-GAN resblock "1", "2", GRC-MRF):
+  v1_tiny/, v3_tiny/, grc_tiny/, grc_causal_tiny/   tiny random-weight models (HiFi-GAN
+      resblock "1", "2", GRC-MRF, causal GRC-MRF):
       config.json, model.safetensors (folded weights, config in __metadata__),
       model_zip.pth (zip format, weight norm, nested dict, key prefix),
       model_legacy.pth (pre-1.6 format, weight norm, nested dict, key prefix),
@@ -116,20 +117,46 @@ class Generator(nn.Module):
 
 
 # --- GRC-MRF "Modified" generator (the thesis architecture as the vocoder-core issue states it) --
+class CausalConv1d(nn.Conv1d):
+    """A conv1d padded with k−1 zeros on the left only: output t sees inputs ≤ t (same keys and
+    shapes as a centred nn.Conv1d, so weights move between the two)."""
+
+    def __init__(self, cin, cout, k):
+        super().__init__(cin, cout, k, 1, padding=0)
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (self.kernel_size[0] - 1, 0)))
+
+
+class CausalConvTranspose1d(nn.ConvTranspose1d):
+    """A transposed conv without padding, cut to the first T·stride columns: output u sees inputs
+    ≤ ⌊u/stride⌋ (no look-ahead)."""
+
+    def __init__(self, cin, cout, k, s):
+        super().__init__(cin, cout, k, s, padding=0)
+
+    def forward(self, x):
+        return super().forward(x)[..., : x.shape[-1] * self.stride[0]]
+
+
+def conv1d(cin, cout, k, causal):
+    return CausalConv1d(cin, cout, k) if causal else nn.Conv1d(cin, cout, k, 1, padding=k // 2)
+
+
 class GRCBlock(nn.Module):
-    def __init__(self, ch, k):
+    def __init__(self, ch, k, causal=False):
         super().__init__()
-        self.conv1 = nn.Conv1d(ch, ch, k, 1, padding=k // 2)
-        self.conv2 = nn.Conv1d(ch, ch, k, 1, padding=k // 2)
+        self.conv1 = conv1d(ch, ch, k, causal)
+        self.conv2 = conv1d(ch, ch, k, causal)
 
     def forward(self, x):
         return self.conv2(F.relu(self.conv1(x))) + x
 
 
 class MRF(nn.Module):
-    def __init__(self, ch, ks):
+    def __init__(self, ch, ks, causal=False):
         super().__init__()
-        self.convs = nn.ModuleList([GRCBlock(ch, k) for k in ks])
+        self.convs = nn.ModuleList([GRCBlock(ch, k, causal) for k in ks])
 
     def forward(self, x):
         return sum(c(x) for c in self.convs) / len(self.convs)
@@ -142,13 +169,16 @@ class GRCGenerator(nn.Module):
         ks = h.get("grc_kernel_sizes", [3, 5, 7])
         self.slope = h.get("lrelu_slope", 0.1)
         self.final_slope = h.get("grc_final_lrelu_slope", None)
-        self.initial_conv = nn.Conv1d(h["num_mels"], c, 7, 1, padding=3)
-        self.mrfs = nn.ModuleList([MRF(c, ks)])
+        causal = bool(h.get("causal", False))  # the low-latency student: no look-ahead anywhere
+        self.initial_conv = conv1d(h["num_mels"], c, 7, causal)
+        self.mrfs = nn.ModuleList([MRF(c, ks, causal)])
         self.ups = nn.ModuleList()
         for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
-            self.ups.append(nn.ConvTranspose1d(c // 2**i, c // 2 ** (i + 1), k, u, padding=(k - u) // 2))
-            self.mrfs.append(MRF(c // 2 ** (i + 1), ks))
-        self.final_conv = nn.Conv1d(c // 2 ** len(self.ups), 1, 7, 1, padding=3)
+            cin, cout = c // 2**i, c // 2 ** (i + 1)
+            self.ups.append(CausalConvTranspose1d(cin, cout, k, u) if causal
+                            else nn.ConvTranspose1d(cin, cout, k, u, padding=(k - u) // 2))
+            self.mrfs.append(MRF(cout, ks, causal))
+        self.final_conv = conv1d(c // 2 ** len(self.ups), 1, 7, causal)
 
     def forward(self, x):
         x = self.initial_conv(x)
@@ -278,6 +308,30 @@ def tiny_grc():
     return cfg, sd
 
 
+def tiny_grc_causal():
+    """The causal GRC-MRF (config "causal": true): no look-ahead, so its streaming lag is 0."""
+    torch.manual_seed(4)
+    cfg = dict(resblock="grc", causal=True, grc_kernel_sizes=[3, 5, 7], upsample_rates=[4, 4],
+               upsample_kernel_sizes=[8, 8], upsample_initial_channel=16, **TINY_AUDIO)
+    model = GRCGenerator(cfg).eval()
+    mel = torch.randn(1, cfg["num_mels"], 19) * 1.5 - 4.0
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_all("grc_causal_tiny", cfg, model, mel, sd, sd,
+             lambda sd: {"model_state_dict": sd},
+             lambda sd: {"generator": sd})
+    for f in ("model_zip.pth", "model_legacy.pth"):  # the loaders are tested on the other fixtures
+        os.remove(os.path.join(OUT, "grc_causal_tiny", f))
+    # Causality itself, checked in the reference: changing frame 10 leaves audio before it alone.
+    with torch.no_grad():
+        a = model(mel)
+        m2 = mel.clone()
+        m2[..., 10:] += 1.0
+        b = model(m2)
+    hop = cfg["hop_size"]
+    assert torch.equal(a[..., : 10 * hop], b[..., : 10 * hop]), "causal GRC looks ahead"
+    assert not torch.equal(a[..., 10 * hop:], b[..., 10 * hop:])
+
+
 def complex_grc(cfg):
     """The seed's checkpoint layout: grouped convs (groups=4), kernel 3 with dilations 1/3/5,
     BatchNorm norm1/norm2, LoRA adapters, channel and temporal attention."""
@@ -373,11 +427,16 @@ def universal_reference(path, mel):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--universal", help="generator_universal.pth.tar (config.json beside it)")
+    ap.add_argument("--only", help="build just this fixture (e.g. grc_causal_tiny), leaving the others as committed")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    if args.only:
+        {"grc_causal_tiny": tiny_grc_causal}[args.only]()
+        return
     tiny_hifigan("v1_tiny", "1", parametrizations=False)
     tiny_hifigan("v3_tiny", "2", parametrizations=True)
     cfg, sd = tiny_grc()
+    tiny_grc_causal()
     complex_grc(cfg)
     broken(cfg, sd)
     mel = mel_reference()

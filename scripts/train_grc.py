@@ -217,18 +217,27 @@ def export(model, cfg, path, meta):
     os.replace(tmp, path)
 
 
-def student_config(tcfg, channels):
-    """The GRC-MRF student's config: the teacher's audio front end and upsampling, GRC kernels 3/5/7."""
+def student_config(tcfg, channels, causal=False):
+    """The GRC-MRF student's config: the teacher's audio front end and upsampling, GRC kernels 3/5/7;
+    `causal`: the low-latency variant (left-padded convs, transposed convs cut to T·stride: audio
+    sample n depends on mel frames <= n/hop only)."""
     cfg = {k: tcfg[k] for k in ("upsample_rates", "upsample_kernel_sizes", "sampling_rate", "n_fft",
                                  "hop_size", "win_size", "num_mels", "fmin", "fmax")}
     cfg.update(resblock="grc", grc_kernel_sizes=[3, 5, 7], upsample_initial_channel=channels, lrelu_slope=0.1)
+    if causal:
+        cfg["causal"] = True
     return cfg
 
 
-def new_student(cfg, resume, dev):
-    """(student, its step count, parameter count): fresh, or the weights of `resume` (same config)."""
+def new_student(cfg, resume, dev, init=None):
+    """(student, its step count, parameter count): fresh, or the weights of `resume` (same config,
+    steps continue), or (`init`) the weights of another GRC-MRF of the same shapes as a start
+    (e.g. the centred student for the causal one; steps start at 0)."""
     student = GRCGenerator(cfg).to(dev)
     step0 = 0
+    if init and not resume:
+        student.load_state_dict(load_file(init), strict=True)
+        print(f"initialised from {init}", flush=True)
     if resume:
         from safetensors import safe_open
         student.load_state_dict(load_file(resume), strict=True)
@@ -388,11 +397,11 @@ def train_online(args):
     rng = np.random.default_rng(args.seed)
     teacher, tcfg = load_teacher(os.path.join(args.bundle, "teacher.f16.safetensors"))
     teacher = teacher.to(dev)
-    cfg = student_config(tcfg, args.channels)
+    cfg = student_config(tcfg, args.channels, args.causal)
     basis, real, synth, val = read_bundle(args.bundle)
     mel_fn = MelFrontEnd(cfg, dev, basis=basis)
     mrstft = MRSTFT(dev)
-    student, step0, _ = new_student(cfg, args.resume, dev)
+    student, step0, _ = new_student(cfg, args.resume, dev, args.init)
     t0 = time.time()
     # The pool: every real clip at every pitch factor (the unshifted ones count twice), and the
     # synthetic clips as they are (espeak-ng already varies the pitch).
@@ -469,10 +478,18 @@ def main():
                          "clip is also resampled by each (pitch and tempo scale together, like a "
                          "faster or slower tape) and vocoded by the teacher once more; groups "
                          "separated by ';' (e.g. '0.8,0.89,1.12,1.25;1.4,1.6') are cached separately")
+    ap.add_argument("--causal", action="store_true",
+                    help="train the causal (no look-ahead) GRC-MRF: the low-latency Modified model")
+    ap.add_argument("--init", help="start from these weights (a GRC-MRF of the same shapes, e.g. the centred "
+                                   "student for --causal); unlike --resume, steps and the log start afresh")
     ap.add_argument("--voices", type=int, default=0,
                     help="new voices per real training clip (Praat PSOLA pitch and formant change, "
                          "needs praat-parselmouth), vocoded by the teacher once and cached")
     args = ap.parse_args()
+    # oneDNN's conv backward is ~3x slower than PyTorch's own on this CPU (measured: a batch-8 step
+    # of the student 3.5 s vs 1.15 s on 2 threads), and its ConvTranspose1d far slower still.
+    if args.device == "cpu":
+        torch.backends.mkldnn.enabled = False
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
@@ -483,9 +500,9 @@ def main():
         return train_online(args)
     teacher, tcfg = load_teacher(args.teacher)
     teacher = teacher.to(dev)
-    cfg = student_config(tcfg, args.channels)
+    cfg = student_config(tcfg, args.channels, args.causal)
     mel_fn = MelFrontEnd(cfg, dev)
-    student, step0, n_params = new_student(cfg, args.resume, dev)
+    student, step0, n_params = new_student(cfg, args.resume, dev, args.init)
 
     manifest = read_manifest()
     shared = os.path.join(ROOT, "..", "shared", "speech")
@@ -567,7 +584,7 @@ def main():
     def validate():
         keeper.offer(validation_score(student, teacher, val, mel_fn, mrstft, val_teacher, step, log), step)
 
-    if args.resume and not args.eval_only:
+    if (args.resume or args.init) and not args.eval_only:
         validate()
     deadline = start + args.minutes * 60
     if args.eval_only:

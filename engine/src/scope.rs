@@ -44,6 +44,7 @@ pub fn scope_front_end(host_rate: u32) -> MelFrontEnd {
         lrelu_slope: 0.1,
         final_lrelu_slope: 0.01,
         grc_final_lrelu_slope: None,
+        causal: false,
         sampling_rate: host_rate,
         n_fft,
         hop_size: hop,

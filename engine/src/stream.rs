@@ -197,12 +197,13 @@ impl ModelStream {
         let state = vocoder.stream().expect("zero-initialised streaming state on the model's device");
         let chunk = chunk_frames.max(1);
         let lag = vocoder.stream_lag();
-        // The generators are centred convolutions (and transposed convolutions spanning a few
-        // hops): an output sample depends on about as much past as future. Measured on every
+        // The centred generators (convolutions and transposed convolutions spanning a few hops)
+        // make an output sample depend on about as much past as future. Measured on every
         // family (tiny V1/V3/GRC, universal V1, the distilled student): a stream restarted from
         // frame F equals, bit for bit, the one that ran from F·hop + lag on (within 20 samples
-        // less). Two hops over that; the spin-up tests check exactness at this reach.
-        let reach_back = lag + 2 * cfg.hop_size;
+        // less). A causal generator reaches back its whole receptive field instead (see
+        // `Vocoder::stream_reach_back`). Two hops over that; the spin-up tests check exactness.
+        let reach_back = vocoder.stream_reach_back() + 2 * cfg.hop_size;
         let keep_frames = (reach_back + cfg.n_fft).div_ceil(cfg.hop_size) + 2 * chunk + SPIN_UP_SLACK_FRAMES;
         Self {
             num_mels: cfg.num_mels,

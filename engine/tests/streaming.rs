@@ -62,7 +62,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn chunked_equals_whole_for_every_latency_choice() {
     let (x, _) = speech();
     // Tiny models (16 kHz configs) and the real universal model, at every choice.
-    for name in ["v1_tiny", "v3_tiny", "grc_tiny"] {
+    for name in ["v1_tiny", "v3_tiny", "grc_tiny", "grc_causal_tiny"] {
         let v = tiny(name);
         let whole = whole_model(&v, &x[..16000]);
         for ms in CHOICES_MS {
@@ -160,6 +160,37 @@ fn latency_is_exact_at_every_rate_and_choice() {
             let d = max_abs_diff(&reference[..n], &aligned[..n]);
             assert!(d <= 1e-4, "{rate} Hz {ms} ms: engine vs whole-file render max diff {d}");
         }
+    }
+}
+
+/// A causal generator owes no look-ahead: at every choice the engine reports exactly the
+/// centred GRC's latency less its lag (at the host rate), and its output still lines up with the
+/// whole-file render at that latency.
+#[test]
+fn a_causal_model_reports_less_latency_and_lines_up() {
+    let (x, sr) = speech();
+    let rate = 48_000u32;
+    let (causal, centred) = (tiny("grc_causal_tiny"), tiny("grc_tiny"));
+    assert_eq!(causal.stream_lag(), 0);
+    let xr = resample_clip(&x[..22050], sr, rate);
+    let reference = whole_render(&causal, &xr, rate);
+    for ms in CHOICES_MS {
+        let lat = |v: &Arc<Vocoder>| EngineProcessor::new(setup(rate, [Some(v.clone()), None], ms, 512, true)).latency();
+        let (l_causal, l_centred) = (lat(&causal), lat(&centred));
+        let saved_ms = (l_centred as f64 - l_causal as f64) * 1000.0 / rate as f64;
+        let lag_ms = centred.stream_lag() as f64 * 1000.0 / centred.config().sampling_rate as f64;
+        eprintln!("{ms} ms: causal {l_causal} vs centred {l_centred} samples ({saved_ms:.2} ms less; centred lag {lag_ms:.2} ms)");
+        assert!((saved_ms - lag_ms).abs() <= 1000.0 / rate as f64 + 1e-9, "{ms} ms: saved {saved_ms} ms, lag {lag_ms} ms");
+        let mut e = EngineProcessor::new(setup(rate, [Some(causal.clone()), None], ms, 512, true));
+        let lat = e.latency() as usize;
+        let mut input = xr.clone();
+        input.extend(std::iter::repeat_n(0.0, lat));
+        let out = run(&mut e, &input, &[512], &[]);
+        let aligned = &out[lat..lat + xr.len()];
+        let n = xr.len() - rate as usize / 5;
+        assert_eq!(best_lag(&reference[1000..n], &aligned[1000..n], 40), 0, "{ms} ms");
+        let d = max_abs_diff(&reference[..n], &aligned[..n]);
+        assert!(d <= 1e-4, "{ms} ms: engine vs whole-file render max diff {d}");
     }
 }
 
@@ -577,8 +608,11 @@ fn the_worker_thread_count_does_not_change_the_audio() {
 #[test]
 fn an_unheard_slot_spun_up_for_a_switch_is_exactly_the_slot_that_ran() {
     let (x, sr) = speech();
-    let cases: [(u32, &str, &str, u32); 6] = [
+    let cases: [(u32, &str, &str, u32); 8] = [
         (44_100, "grc_tiny", "v1_tiny", 80),
+        // The causal GRC reaches back its whole receptive field (and has no look-ahead).
+        (48_000, "grc_causal_tiny", "v1_tiny", 20),
+        (44_100, "v3_tiny", "grc_causal_tiny", 80),
         (48_000, "v1_tiny", "grc_tiny", 20),
         (48_000, "v3_tiny", "v1_tiny", 640),
         (96_000, "grc_tiny", "v3_tiny", 160),

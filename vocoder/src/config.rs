@@ -79,6 +79,11 @@ pub struct VocoderConfig {
     /// GRC-MRF: optional leaky ReLU before `final_conv` (none by default).
     #[serde(default)]
     pub grc_final_lrelu_slope: Option<f64>,
+    /// GRC-MRF: every conv padded on the left only and the transposed convs cut to `T·stride`,
+    /// so audio sample `n` depends on mel frames `≤ ⌊n/hop⌋` (no look-ahead; the low-latency
+    /// student). Omitted from the JSON when false so that existing configs keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub causal: bool,
 
     pub sampling_rate: u32,
     pub n_fft: usize,
@@ -208,6 +213,9 @@ impl VocoderConfig {
         }
         match family {
             Family::HifiGanV1 | Family::HifiGanV3 => {
+                if self.causal {
+                    return bad("\"causal\": true is defined for the GRC-MRF generator (\"resblock\": \"grc\") only".into());
+                }
                 if self.resblock_kernel_sizes.is_empty()
                     || self.resblock_kernel_sizes.len() != self.resblock_dilation_sizes.len()
                 {

@@ -15,14 +15,26 @@ struct GrcBlock {
     conv2: Conv1d,
 }
 
+/// A conv1d of the generator in batch mode. Centred convs pad both sides inside the layer; a
+/// causal conv is built with padding `k − 1` (so its streaming history starts as `k − 1` zeros and
+/// its lag is 0) and, in batch mode, gets those zeros on the left only and runs unpadded, which
+/// keeps the output `T` columns long for the residuals fused into it.
+fn conv_batch(conv: &Conv1d, causal: bool, x: &Tensor, act: PreAct, residuals: &[&Tensor]) -> candle_core::Result<Tensor> {
+    if !causal {
+        return conv.forward(x, act, residuals);
+    }
+    let (_, _, p) = conv.geometry();
+    conv.forward_valid(&x.pad_with_zeros(2, p, 0)?, act, residuals)
+}
+
 impl GrcBlock {
     /// The block's output plus `acc` (the running MRF sum, folded into conv2's residuals).
-    fn forward_acc(&self, x: &Tensor, acc: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        let h = self.conv1.forward(x, PreAct::NONE, &[])?;
+    fn forward_acc(&self, x: &Tensor, acc: Option<&Tensor>, causal: bool) -> candle_core::Result<Tensor> {
+        let h = conv_batch(&self.conv1, causal, x, PreAct::NONE, &[])?;
         let relu = PreAct { scale: 1.0, slope: Some(0.0) };
         match acc {
-            Some(acc) => self.conv2.forward(&h, relu, &[x, acc]),
-            None => self.conv2.forward(&h, relu, &[x]),
+            Some(acc) => conv_batch(&self.conv2, causal, &h, relu, &[x, acc]),
+            None => conv_batch(&self.conv2, causal, &h, relu, &[x]),
         }
     }
 }
@@ -33,10 +45,10 @@ struct Mrf {
 }
 
 impl Mrf {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, causal: bool) -> candle_core::Result<Tensor> {
         let mut acc: Option<Tensor> = None;
         for b in &self.blocks {
-            acc = Some(b.forward_acc(x, acc.as_ref())?);
+            acc = Some(b.forward_acc(x, acc.as_ref(), causal)?);
         }
         acc.expect("at least one GRC block") / self.blocks.len() as f64
     }
@@ -49,12 +61,16 @@ pub struct GrcMrf {
     final_conv: Conv1d,
     slope: f64,
     final_slope: Option<f64>,
+    /// `VocoderConfig::causal`: no look-ahead (streaming lag 0).
+    causal: bool,
 }
 
 impl GrcMrf {
     pub fn new(cfg: &VocoderConfig, w: &Weights) -> Result<Self, VocoderError> {
         cfg.validate()?;
-        let initial_conv = w.conv1d("initial_conv", cfg.num_mels, cfg.channels_at(0), 7, 1, 3)?;
+        // Centred convs pad (k−1)/2 on each side; causal ones k−1 on the left (see `conv_batch`).
+        let pad = |k: usize| if cfg.causal { k - 1 } else { k / 2 };
+        let initial_conv = w.conv1d("initial_conv", cfg.num_mels, cfg.channels_at(0), 7, 1, pad(7))?;
         let n = cfg.upsample_rates.len();
         let mut mrfs = Vec::new();
         for s in 0..=n {
@@ -65,8 +81,8 @@ impl GrcMrf {
                 .enumerate()
                 .map(|(j, &k)| {
                     Ok(GrcBlock {
-                        conv1: w.conv1d(&format!("mrfs.{s}.convs.{j}.conv1"), c, c, k, 1, k / 2)?,
-                        conv2: w.conv1d(&format!("mrfs.{s}.convs.{j}.conv2"), c, c, k, 1, k / 2)?,
+                        conv1: w.conv1d(&format!("mrfs.{s}.convs.{j}.conv1"), c, c, k, 1, pad(k))?,
+                        conv2: w.conv1d(&format!("mrfs.{s}.convs.{j}.conv2"), c, c, k, 1, pad(k))?,
                     })
                 })
                 .collect::<Result<_, VocoderError>>()?;
@@ -74,29 +90,41 @@ impl GrcMrf {
         }
         let ups = (0..n)
             .map(|i| {
-                w.conv_transpose1d(
-                    &format!("ups.{i}"),
-                    cfg.channels_at(i),
-                    cfg.channels_at(i + 1),
-                    cfg.upsample_kernel_sizes[i],
-                    cfg.upsample_rates[i],
-                )
+                let (k, r) = (cfg.upsample_kernel_sizes[i], cfg.upsample_rates[i]);
+                // Causal: no padding, the batch output cut to T·r (see `forward`).
+                let padding = if cfg.causal { 0 } else { (k - r) / 2 };
+                w.conv_transpose1d_padded(&format!("ups.{i}"), cfg.channels_at(i), cfg.channels_at(i + 1), k, r, padding)
             })
             .collect::<Result<_, _>>()?;
-        let final_conv = w.conv1d("final_conv", cfg.channels_at(n), 1, 7, 1, 3)?;
-        Ok(Self { initial_conv, mrfs, ups, final_conv, slope: cfg.lrelu_slope, final_slope: cfg.grc_final_lrelu_slope })
+        let final_conv = w.conv1d("final_conv", cfg.channels_at(n), 1, 7, 1, pad(7))?;
+        Ok(Self {
+            initial_conv,
+            mrfs,
+            ups,
+            final_conv,
+            slope: cfg.lrelu_slope,
+            final_slope: cfg.grc_final_lrelu_slope,
+            causal: cfg.causal,
+        })
     }
 
     /// mel [B, num_mels, T] → audio [B, 1, T · hop].
     pub fn forward(&self, mel: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.initial_conv.forward(mel, PreAct::NONE, &[])?;
-        let mut x = self.mrfs[0].forward(&x)?;
+        let causal = self.causal;
+        let x = conv_batch(&self.initial_conv, causal, mel, PreAct::NONE, &[])?;
+        let mut x = self.mrfs[0].forward(&x, causal)?;
         for (i, up) in self.ups.iter().enumerate() {
-            x = up.forward(&x, PreAct::leaky(self.slope))?;
-            x = self.mrfs[i + 1].forward(&x)?;
+            x = if causal {
+                let (_, r, _) = up.geometry();
+                let t = x.dim(2)?;
+                up.forward_full(&x, PreAct::leaky(self.slope))?.narrow(2, 0, t * r)?
+            } else {
+                up.forward(&x, PreAct::leaky(self.slope))?
+            };
+            x = self.mrfs[i + 1].forward(&x, causal)?;
         }
         let act = PreAct { scale: 1.0, slope: self.final_slope.map(|s| s as f32) };
-        self.final_conv.forward(&x, act, &[])?.tanh()
+        conv_batch(&self.final_conv, causal, &x, act, &[])?.tanh()
     }
 }
 
@@ -165,6 +193,27 @@ impl GrcMrf {
             lag = lag * up.geometry().1 + TransHist::lag(up) + self.mrfs[i + 1].lag();
         }
         lag + ConvHist::lag(&self.final_conv)
+    }
+
+    /// How far back, in output samples, an output sample's inputs reach (an upper bound): for a
+    /// causal generator its whole receptive field, which is what a stream restarted from an
+    /// earlier frame must replay before it equals the stream that ran all along.
+    pub fn past_reach(&self) -> usize {
+        let conv = |c: &Conv1d| {
+            let (k, d, _) = c.geometry();
+            d * (k - 1)
+        };
+        let mrf = |m: &Mrf| m.blocks.iter().map(|b| conv(&b.conv1) + conv(&b.conv2)).max().unwrap_or(0);
+        let mut reach = conv(&self.initial_conv) + mrf(&self.mrfs[0]);
+        for (i, up) in self.ups.iter().enumerate() {
+            let (k, s, _) = up.geometry();
+            reach = reach * s + (k - 1) + mrf(&self.mrfs[i + 1]);
+        }
+        reach + conv(&self.final_conv)
+    }
+
+    pub fn is_causal(&self) -> bool {
+        self.causal
     }
 
     pub fn stream_step(&self, st: &mut GrcMrfStream, mel: &Tensor) -> candle_core::Result<Option<Tensor>> {

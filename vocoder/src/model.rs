@@ -118,6 +118,17 @@ impl Vocoder {
         }
     }
 
+    /// Samples of past an output sample depends on, beyond what [`stream_lag`](Self::stream_lag)
+    /// accounts for: a stream restarted from an earlier frame replays this much before it equals
+    /// the one that ran all along. The centred generators reach about as far back as ahead (their
+    /// lag, measured on every family); a causal one reaches back its whole receptive field.
+    pub fn stream_reach_back(&self) -> usize {
+        match &self.generator {
+            Generator::Grc(g) if g.is_causal() => g.past_reach(),
+            _ => self.stream_lag(),
+        }
+    }
+
     /// Feeds mel frames [1, num_mels, n] and appends the audio that became computable to `out`.
     pub fn stream_step(&self, st: &mut VocoderStream, mel: &Tensor, out: &mut Vec<f32>) -> Result<(), VocoderError> {
         let n = mel.dim(2)?;

@@ -170,6 +170,7 @@ impl UnitVocoderConfig {
             lrelu_slope: self.lrelu_slope,
             final_lrelu_slope: self.final_lrelu_slope,
             grc_final_lrelu_slope: None,
+            causal: false,
             sampling_rate: self.sampling_rate,
             n_fft: self.code_hop_size.saturating_mul(4),
             hop_size: self.code_hop_size,

@@ -57,12 +57,25 @@ impl Weights {
     }
 
     pub fn conv_transpose1d(&self, name: &str, cin: usize, cout: usize, k: usize, stride: usize) -> Result<ConvTranspose1dLayer, VocoderError> {
+        self.conv_transpose1d_padded(name, cin, cout, k, stride, (k - stride) / 2)
+    }
+
+    /// As [`conv_transpose1d`](Self::conv_transpose1d) with the padding given (0: causal).
+    pub fn conv_transpose1d_padded(
+        &self,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<ConvTranspose1dLayer, VocoderError> {
         let w = self.get(&format!("{name}.weight"), &[cin, cout, k])?;
         let b = self.get(&format!("{name}.bias"), &[cout])?;
         let stock = ConvTranspose1d::new(
             w,
             Some(b),
-            ConvTranspose1dConfig { padding: (k - stride) / 2, output_padding: 0, stride, dilation: 1, groups: 1 },
+            ConvTranspose1dConfig { padding, output_padding: 0, stride, dilation: 1, groups: 1 },
         );
         Ok(ConvTranspose1dLayer::new(stock, self.kernels)?)
     }

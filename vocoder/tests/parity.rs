@@ -45,6 +45,39 @@ fn grc_mrf_all_formats_match_pytorch() {
     }
 }
 
+/// The causal GRC-MRF (config `"causal": true`, the low-latency student's architecture): equal
+/// to the reference's left-padded convs and cut transposed convs, and with no streaming lag.
+#[test]
+fn causal_grc_mrf_matches_pytorch_and_has_no_lookahead() {
+    check("grc_causal_tiny", "model.safetensors", Family::GrcMrf);
+    let causal = load_vocoder(&fixtures().join("grc_causal_tiny/model.safetensors"), None, &Device::Cpu).unwrap().vocoder;
+    assert!(causal.config().causal);
+    assert_eq!(causal.stream_lag(), 0, "a causal generator owes no look-ahead");
+    let centred = load_vocoder(&fixtures().join("grc_tiny/model.safetensors"), None, &Device::Cpu).unwrap().vocoder;
+    assert!(!centred.config().causal && centred.stream_lag() > 0);
+    // Causality in our forward too: a change from frame 10 on leaves the audio before it alone.
+    let (mel_shape, mel) = tensor(&fixtures().join("grc_causal_tiny/io.safetensors"), "mel");
+    let frames = mel_shape[2];
+    let mut later = mel.clone();
+    for (i, v) in later.iter_mut().enumerate() {
+        if i % frames >= 10 {
+            *v += 1.0;
+        }
+    }
+    let (a, b) = (causal.synthesize(&mel, frames).unwrap(), causal.synthesize(&later, frames).unwrap());
+    let hop = causal.config().hop_size;
+    assert_eq!(a[..10 * hop], b[..10 * hop]);
+    assert!(max_abs_diff(&a[10 * hop..], &b[10 * hop..]) > 1e-3);
+    // The field is the GRC-MRF's only: a HiFi-GAN config that claims it is refused.
+    let mut v1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("v1_tiny/config.json")).unwrap()).unwrap();
+    v1["causal"] = true.into();
+    let e = VocoderConfig::from_json(&v1.to_string()).unwrap_err().to_string();
+    assert!(e.contains("causal"), "{e}");
+    // A centred config serialises without the field (its hash is what it was).
+    assert!(!centred.config().to_json().contains("causal"));
+}
+
 #[test]
 fn normalisations_are_reported_as_notes() {
     let v1 = load_vocoder(&fixtures().join("v1_tiny/model_zip.pth"), None, &Device::Cpu).unwrap();
