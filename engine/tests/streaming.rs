@@ -163,9 +163,9 @@ fn latency_is_exact_at_every_rate_and_choice() {
     }
 }
 
-/// A causal generator owes no look-ahead: at every choice the engine reports exactly the
-/// centred GRC's latency less its lag (at the host rate), and its output still lines up with the
-/// whole-file render at that latency.
+/// A causal generator owes no look-ahead: at every choice the engine reports the centred GRC's
+/// latency less its lag (on the chunk grid), and its output still lines up with the whole-file
+/// render at that latency.
 #[test]
 fn a_causal_model_reports_less_latency_and_lines_up() {
     let (x, sr) = speech();
@@ -180,7 +180,11 @@ fn a_causal_model_reports_less_latency_and_lines_up() {
         let saved_ms = (l_centred as f64 - l_causal as f64) * 1000.0 / rate as f64;
         let lag_ms = centred.stream_lag() as f64 * 1000.0 / centred.config().sampling_rate as f64;
         eprintln!("{ms} ms: causal {l_causal} vs centred {l_centred} samples ({saved_ms:.2} ms less; centred lag {lag_ms:.2} ms)");
-        assert!((saved_ms - lag_ms).abs() <= 1000.0 / rate as f64 + 1e-9, "{ms} ms: saved {saved_ms} ms, lag {lag_ms} ms");
+        // Output comes in whole chunks of frames, so the lag saved shows up rounded to the chunk
+        // grid: at least the lag (less one hop and a sample of rounding), at most a chunk more.
+        let hop_ms = centred.config().hop_size as f64 * 1000.0 / centred.config().sampling_rate as f64;
+        let slack = 2000.0 / rate as f64;
+        assert!(saved_ms >= lag_ms - hop_ms - slack && saved_ms <= lag_ms + ms as f64 + slack, "{ms} ms: saved {saved_ms} ms, lag {lag_ms} ms");
         let mut e = EngineProcessor::new(setup(rate, [Some(causal.clone()), None], ms, 512, true));
         let lat = e.latency() as usize;
         let mut input = xr.clone();
