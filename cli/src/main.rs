@@ -713,7 +713,11 @@ fn list_models(dir: &Path, json: bool, device: &candle_core::Device) -> ExitCode
             Ok(ins) => ins,
             Err(p) => Inspection::failed(&path, format!("internal error while reading it: {}", panic_message(&p))),
         };
-        let slot = ["original", "modified"].into_iter().find(|s| default_file(s) == Some(name.as_str()));
+        // The causal student is no slot's default but ships as the Modified slot's low-latency choice.
+        let slot = ["original", "modified"]
+            .into_iter()
+            .find(|s| default_file(s) == Some(name.as_str()))
+            .or((name == vocoder::fetch::CAUSAL_MODIFIED_FILE).then_some("modified (low latency)"));
         let status = if ins.ok() {
             "ok".to_string()
         } else if let Some(h) = ins.health.as_ref().filter(|h| !h.healthy) {

@@ -113,6 +113,9 @@ fn models_fetch_is_idempotent_and_list_names_the_default() {
     assert_eq!(student["default_for"], "modified", "the list names the default of each mode slot");
     assert_eq!(student["family"], "grc-mrf");
     assert_eq!(student["status"], "ok");
+    let causal = rows.iter().find(|r| r["file"].as_str().unwrap().ends_with("grc_mrf_causal.safetensors")).unwrap();
+    assert_eq!(causal["default_for"], "modified (low latency)");
+    assert_eq!(causal["status"], "ok");
 }
 
 /// `models install` copies the model files into the folder the plugin reads (here redirected by
@@ -128,7 +131,7 @@ fn models_install_copies_the_models_where_the_plugin_reads_them() {
         .output()
         .expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for name in ["hifigan_v1_universal.safetensors", "grc_mrf_distilled.safetensors"] {
+    for name in ["hifigan_v1_universal.safetensors", "grc_mrf_distilled.safetensors", "grc_mrf_causal.safetensors"] {
         let a = std::fs::read(root().join("models").join(name)).expect("default model present (cargo xtask models)");
         let b = std::fs::read(dest.join(name)).unwrap_or_else(|e| panic!("{name} not installed: {e}"));
         assert!(a == b, "{name} differs after install");

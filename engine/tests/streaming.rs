@@ -383,6 +383,34 @@ fn latency_table_at_48k_with_the_universal_model() {
     }
 }
 
+/// The README's latency table: every default model (V1 universal, the distilled GRC-MRF student,
+/// the causal low-latency student) at every choice, 48 kHz, 512-sample host blocks. A model that
+/// looks less far ahead reports less at every choice.
+#[test]
+fn latency_table_at_48k_for_every_default_model() {
+    let load = |f: &str| {
+        let p = root().join("models").join(f);
+        assert!(p.is_file(), "{} missing", p.display());
+        Arc::new(load_vocoder(&p, None, &Device::Cpu).unwrap().vocoder)
+    };
+    let models = [
+        ("HiFi-GAN V1 universal", universal()),
+        ("GRC-MRF distilled", load("grc_mrf_distilled.safetensors")),
+        ("GRC-MRF causal (low latency)", load("grc_mrf_causal.safetensors")),
+    ];
+    let mut previous: Option<Vec<u64>> = None;
+    for (name, v) in &models {
+        let row: Vec<u64> = CHOICES_MS.iter().map(|&ms| plan(&setup(48_000, [Some(v.clone()), None], ms, 512, false)).total() as u64).collect();
+        let cells: Vec<String> = row.iter().map(|s| format!("{s} ({:.1} ms)", *s as f64 / 48.0)).collect();
+        eprintln!("| {name} (looks ahead {} samples) | {} |", v.stream_lag(), cells.join(" | "));
+        if let Some(p) = &previous {
+            assert!(row.iter().zip(p).all(|(a, b)| a < b), "{name}: {row:?} not below {p:?}");
+        }
+        previous = Some(row);
+    }
+    assert_eq!(models[2].1.stream_lag(), 0);
+}
+
 /// Drives an offline engine over `x` (mono, host rate `rate`) and returns the scope frames.
 fn scope_frames(slots: [Option<Arc<Vocoder>>; 2], x: &[f32], rate: u32) -> (Vec<engine::scope::ScopeFrame>, usize) {
     let mut e = EngineProcessor::new(setup(rate, slots, 80, 512, true));

@@ -459,6 +459,16 @@ impl VocoderWindow {
                     if ui.button("Default").on_hover_text(format!("The default model ({})", models::default_file(mode))).clicked() {
                         self.start_load(mode, None);
                     }
+                    if mode == Mode::Modified {
+                        let file = models::models_dir().join(vocoder::fetch::CAUSAL_MODIFIED_FILE);
+                        let hover = format!(
+                            "The low-latency Modified model ({}): a causal GRC-MRF with no look-ahead, for live use",
+                            vocoder::fetch::CAUSAL_MODIFIED_FILE
+                        );
+                        if ui.button("Low latency").on_hover_text(hover).clicked() {
+                            self.start_load(mode, Some(file.display().to_string()));
+                        }
+                    }
                     if ui.button("Unload").on_hover_text("No model: this mode plays the delayed dry signal").clicked() {
                         self.start_load(mode, Some(NO_MODEL.into()));
                     }

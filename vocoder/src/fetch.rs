@@ -48,6 +48,11 @@ pub const DEFAULT_MODELS: [DefaultModel; 1] = [HIFIGAN_UNIVERSAL];
 /// `models/MODEL_CARD.md`), so it is never fetched.
 pub const DISTILLED_MODIFIED_FILE: &str = "grc_mrf_distilled.safetensors";
 
+/// The low-latency Modified model: the causal GRC-MRF student (no look-ahead), also trained by this
+/// project and committed in `models/` (see `models/MODEL_CARD_causal.md`). Selectable in the
+/// Modified slot (the window's "Low latency" button, or its path).
+pub const CAUSAL_MODIFIED_FILE: &str = "grc_mrf_causal.safetensors";
+
 /// The default model file for a slot ("original" / "modified"), if the project has one.
 pub fn default_file(slot: &str) -> Option<&'static str> {
     match slot {
