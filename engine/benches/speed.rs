@@ -106,7 +106,11 @@ fn main() {
     let mut reference_json = serde_json::Value::Null;
     let mut live_json = BTreeMap::new();
 
-    for (name, file) in [("HiFi-GAN V1 universal", "hifigan_v1_universal.safetensors"), ("GRC-MRF distilled", "grc_mrf_distilled.safetensors")] {
+    for (name, file) in [
+        ("HiFi-GAN V1 universal", "hifigan_v1_universal.safetensors"),
+        ("GRC-MRF distilled", "grc_mrf_distilled.safetensors"),
+        ("GRC-MRF causal", "grc_mrf_causal.safetensors"),
+    ] {
         let path = models_dir.join(file);
         let loaded = vocoder::load_vocoder(&path, None, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
         let fast = Arc::new(vocoder::model::rebuild_with_kernels(&loaded, Kernels::Fast).unwrap());
