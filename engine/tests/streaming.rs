@@ -139,6 +139,20 @@ fn best_lag(a: &[f32], b: &[f32], max_lag: i64) -> i64 {
     best.0
 }
 
+/// An offline engine run of `v` over `xr` (host rate `rate`, choice `ms`, 512-sample blocks),
+/// shifted back by its reported latency, against the whole-file `reference`: (cross-correlation
+/// peak lag, max abs diff), away from the end (the whole-file render reflects at the signal's end).
+fn offline_vs_whole_render(v: &Arc<Vocoder>, xr: &[f32], reference: &[f32], rate: u32, ms: u32) -> (i64, f32) {
+    let mut e = EngineProcessor::new(setup(rate, [Some(v.clone()), None], ms, 512, true));
+    let lat = e.latency() as usize;
+    let mut input = xr.to_vec();
+    input.extend(std::iter::repeat_n(0.0, lat));
+    let out = run(&mut e, &input, &[512], &[]);
+    let aligned = &out[lat..lat + xr.len()];
+    let n = xr.len() - rate as usize / 5;
+    (best_lag(&reference[1000..n], &aligned[1000..n], 40), max_abs_diff(&reference[..n], &aligned[..n]))
+}
+
 #[test]
 fn latency_is_exact_at_every_rate_and_choice() {
     let (x, sr) = speech();
@@ -147,17 +161,8 @@ fn latency_is_exact_at_every_rate_and_choice() {
         let xr = resample_clip(&x[..22050], sr, rate);
         let reference = whole_render(&v, &xr, rate);
         for ms in CHOICES_MS {
-            let mut e = EngineProcessor::new(setup(rate, [Some(v.clone()), None], ms, 512, true));
-            let lat = e.latency() as usize;
-            let mut input = xr.clone();
-            input.extend(std::iter::repeat_n(0.0, lat));
-            let out = run(&mut e, &input, &[512], &[]);
-            let aligned = &out[lat..lat + xr.len()];
-            // Compare away from the end (the whole-file render reflects at the signal's end).
-            let n = xr.len() - rate as usize / 5;
-            let lag = best_lag(&reference[1000..n], &aligned[1000..n], 40);
+            let (lag, d) = offline_vs_whole_render(&v, &xr, &reference, rate, ms);
             assert_eq!(lag, 0, "{rate} Hz {ms} ms: cross-correlation peak at lag {lag}");
-            let d = max_abs_diff(&reference[..n], &aligned[..n]);
             assert!(d <= 1e-4, "{rate} Hz {ms} ms: engine vs whole-file render max diff {d}");
         }
     }
@@ -185,15 +190,8 @@ fn a_causal_model_reports_less_latency_and_lines_up() {
         let hop_ms = centred.config().hop_size as f64 * 1000.0 / centred.config().sampling_rate as f64;
         let slack = 2000.0 / rate as f64;
         assert!(saved_ms >= lag_ms - hop_ms - slack && saved_ms <= lag_ms + ms as f64 + slack, "{ms} ms: saved {saved_ms} ms, lag {lag_ms} ms");
-        let mut e = EngineProcessor::new(setup(rate, [Some(causal.clone()), None], ms, 512, true));
-        let lat = e.latency() as usize;
-        let mut input = xr.clone();
-        input.extend(std::iter::repeat_n(0.0, lat));
-        let out = run(&mut e, &input, &[512], &[]);
-        let aligned = &out[lat..lat + xr.len()];
-        let n = xr.len() - rate as usize / 5;
-        assert_eq!(best_lag(&reference[1000..n], &aligned[1000..n], 40), 0, "{ms} ms");
-        let d = max_abs_diff(&reference[..n], &aligned[..n]);
+        let (lag, d) = offline_vs_whole_render(&causal, &xr, &reference, rate, ms);
+        assert_eq!(lag, 0, "{ms} ms: cross-correlation peak at lag {lag}");
         assert!(d <= 1e-4, "{ms} ms: engine vs whole-file render max diff {d}");
     }
 }

@@ -46,6 +46,25 @@ fn mel_l1(front: &MelFrontEnd, input_mel: &[f32], frames: usize, out: &[f32]) ->
     acc / (bins * n) as f64
 }
 
+/// The held-out validation clips (never trained on; scripts/train_manifest.tsv).
+const VALIDATION_CLIPS: [&str; 4] =
+    ["en_cmuarctic_axb_a0004.wav", "es_picovoice_bat_test_es.wav", "fr_cv_17299458.wav", "es_librivox_cuentosdehadas03_14_grimm.wav"];
+
+/// Per validation clip: `f(name, student L1, teacher L1, input mel, frames, student audio)`, the
+/// log-mel L1s to the input's mel of the student's and the teacher's audio for that mel.
+fn each_validation_clip(student: &Vocoder, teacher: &Vocoder, mut f: impl FnMut(&str, f64, f64, &[f32], usize, &[f32])) {
+    let cfg = student.config();
+    assert_eq!(cfg.sampling_rate, teacher.config().sampling_rate);
+    let front = MelFrontEnd::new(cfg);
+    for name in VALIDATION_CLIPS {
+        let x = clip(name, cfg.sampling_rate);
+        let (mel, frames) = front.mel(&x);
+        let s = student.synthesize(&mel, frames).unwrap();
+        let t = teacher.synthesize(&mel, frames).unwrap();
+        f(name, mel_l1(&front, &mel, frames, &s), mel_l1(&front, &mel, frames, &t), &mel, frames, &s);
+    }
+}
+
 /// Per clip, student log-mel L1 <= this x the teacher's: the target (measured here:
 /// 1.045-1.482, mean 1.24; earlier exports: 1.054-1.486, 1.09-1.55, 1.16-1.67, 1.47-2.07, and 2.06-2.42 before that).
 const TARGET_RATIO_BOUND: f64 = 1.5;
@@ -57,23 +76,10 @@ fn distilled_student_loads_is_healthy_and_is_within_1_5x_of_the_teacher_on_every
     let verdict = health::probe(&student).unwrap();
     assert!(verdict.healthy, "student: {verdict}");
     let teacher = load("hifigan_v1_universal.safetensors");
-    let cfg = student.config().clone();
-    assert_eq!(cfg.sampling_rate, teacher.config().sampling_rate);
-    let front = MelFrontEnd::new(&cfg);
-    for name in [
-        "en_cmuarctic_axb_a0004.wav",
-        "es_picovoice_bat_test_es.wav",
-        "fr_cv_17299458.wav",
-        "es_librivox_cuentosdehadas03_14_grimm.wav",
-    ] {
-        let x = clip(name, cfg.sampling_rate);
-        let (mel, frames) = front.mel(&x);
-        let s = student.synthesize(&mel, frames).unwrap();
-        let t = teacher.synthesize(&mel, frames).unwrap();
-        let (ls, lt) = (mel_l1(&front, &mel, frames, &s), mel_l1(&front, &mel, frames, &t));
+    each_validation_clip(&student, &teacher, |name, ls, lt, _, _, _| {
         eprintln!("{name}: log-mel L1 to input: student {ls:.3}, teacher {lt:.3} (ratio {:.3})", ls / lt);
         assert!(ls <= TARGET_RATIO_BOUND * lt, "{name}: student {ls:.3} > {TARGET_RATIO_BOUND} x teacher {lt:.3}");
-    }
+    });
     // Parameters: far smaller than the teacher (speed is measured by the benchmark, not here).
     assert!(student.param_count() * 4 < teacher.param_count());
 }
@@ -96,25 +102,14 @@ fn causal_student_loads_is_healthy_has_no_lookahead_and_holds_its_quality_on_eve
     assert!(verdict.healthy, "causal student: {verdict}");
     let teacher = load("hifigan_v1_universal.safetensors");
     let cfg = student.config().clone();
-    let front = MelFrontEnd::new(&cfg);
     let mut ratios = Vec::new();
-    for name in [
-        "en_cmuarctic_axb_a0004.wav",
-        "es_picovoice_bat_test_es.wav",
-        "fr_cv_17299458.wav",
-        "es_librivox_cuentosdehadas03_14_grimm.wav",
-    ] {
-        let x = clip(name, cfg.sampling_rate);
-        let (mel, frames) = front.mel(&x);
-        let s = student.synthesize(&mel, frames).unwrap();
-        let t = teacher.synthesize(&mel, frames).unwrap();
-        let (ls, lt) = (mel_l1(&front, &mel, frames, &s), mel_l1(&front, &mel, frames, &t));
+    each_validation_clip(&student, &teacher, |name, ls, lt, mel, frames, s| {
         eprintln!("{name}: log-mel L1 to input: causal student {ls:.3}, teacher {lt:.3} (ratio {:.3})", ls / lt);
         assert!(ls <= CAUSAL_RATIO_BOUND * lt, "{name}: causal student {ls:.3} > {CAUSAL_RATIO_BOUND} x teacher {lt:.3}");
         ratios.push(ls / lt);
         // Causal in fact: audio before a change in the mel does not move.
         let cut = frames / 2;
-        let mut later = mel.clone();
+        let mut later = mel.to_vec();
         for b in 0..cfg.num_mels {
             for v in &mut later[b * frames + cut..(b + 1) * frames] {
                 *v -= 2.0;
@@ -122,6 +117,6 @@ fn causal_student_loads_is_healthy_has_no_lookahead_and_holds_its_quality_on_eve
         }
         let s2 = student.synthesize(&later, frames).unwrap();
         assert_eq!(s[..cut * cfg.hop_size], s2[..cut * cfg.hop_size], "{name}: output before frame {cut} changed");
-    }
+    });
     eprintln!("causal student / teacher log-mel L1 per clip: {ratios:.3?}");
 }
