@@ -100,14 +100,21 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn demo(extra: &[String]) -> Result<()> {
+    run_with_release_bundle("demo_bounce", &[], extra)
+}
+
+/// Fetches the default models, builds the release plugin bundle and `host-tests` (plus `also`)
+/// in one cargo build, then runs the `host-tests` binary `bin` with `extra`. One build: the
+/// features of the shared dependencies unify, so candle and the rest compile once (bundling the
+/// plugin alone, then building the host, would compile them twice with different feature sets).
+fn run_with_release_bundle(bin: &str, also: &[&str], extra: &[String]) -> Result<()> {
     fetch_models()?;
-    // One cargo build for the plugin and the demo host: the features of their shared
-    // dependencies unify, so candle and the rest compile once (bundling the plugin alone, then
-    // building the host, would compile them twice with different feature sets).
     let release = ["--release".to_string()];
-    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string()], &release)?;
+    let mut packages = vec![PLUGIN_PACKAGE.to_string(), "host-tests".to_string()];
+    packages.extend(also.iter().map(|p| p.to_string()));
+    nice_plug_xtask::build(&packages, &release)?;
     nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
-    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "demo_bounce", "--"];
+    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", bin, "--"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
 }
@@ -145,24 +152,12 @@ fn bench_simultaneous(extra: &[String]) -> Result<()> {
 /// The offline render benchmark (`tests/src/bin/bench_render.rs`): the release CLI and the
 /// release bundle in one cargo build (shared dependencies compile once), then the host.
 fn bench_render(extra: &[String]) -> Result<()> {
-    fetch_models()?;
-    let release = ["--release".to_string()];
-    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string(), "streamspeech-cli".to_string()], &release)?;
-    nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
-    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "bench_render", "--"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    run_with_release_bundle("bench_render", &["streamspeech-cli"], extra)
 }
 
 /// The live benchmark through the bundled plugin (`tests/src/bin/bench_live.rs`).
 fn bench_live(extra: &[String]) -> Result<()> {
-    fetch_models()?;
-    let release = ["--release".to_string()];
-    nice_plug_xtask::build(&[PLUGIN_PACKAGE.to_string(), "host-tests".to_string()], &release)?;
-    nice_plug_xtask::bundle(Path::new("target"), PLUGIN_PACKAGE, &release, false)?;
-    let mut args = vec!["run", "--quiet", "--release", "-p", "host-tests", "--bin", "bench_live", "--"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    run_with_release_bundle("bench_live", &[], extra)
 }
 
 fn bench(extra: &[String]) -> Result<()> {
