@@ -3,6 +3,7 @@
 
 pub mod audio_guard;
 pub mod audio_io;
+pub mod device_check;
 pub mod render;
 pub mod report;
 pub mod translate;

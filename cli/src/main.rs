@@ -229,6 +229,31 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Check the GPU against the CPU: parity and speed of every model in one table (the CPU half
+    /// alone, and why, where there is no GPU). Exit 0 when every GPU row passes its parity bound.
+    DeviceCheck {
+        /// Folder with the default models.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+        /// Real speech to run (default: ROOT/tests/data/es_librivox_cuentosdehadas03_14_grimm.wav).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// The repository checkout, for the committed unit-vocoder and translator fixtures.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Skip the 60 s whole-file case.
+        #[arg(long)]
+        quick: bool,
+        /// Fail (exit 3) when no GPU answers.
+        #[arg(long)]
+        require_gpu: bool,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Compare two WAV files instead (max abs difference, SNR): a GPU bounce against a CPU one.
+        #[arg(long, num_args = 2, value_names = ["REFERENCE", "OTHER"])]
+        compare: Option<Vec<PathBuf>>,
+    },
     /// Default models.
     Models {
         #[command(subcommand)]
@@ -393,6 +418,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
+        Cmd::DeviceCheck { models_dir, clip, root, quick, require_gpu, json, compare } => device_check_cmd(&models_dir, clip, &root, quick, require_gpu, json.as_deref(), compare.as_deref()),
         Cmd::Render(args) => match render_cmd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
@@ -529,20 +555,70 @@ fn default_models_dir() -> PathBuf {
     std::env::var_os("STREAMSPEECH_VOCODER_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
 }
 
+fn device_check_cmd(models_dir: &Path, clip: Option<PathBuf>, root: &Path, quick: bool, require_gpu: bool, json: Option<&Path>, compare: Option<&[PathBuf]>) -> ExitCode {
+    use streamspeech_cli::device_check as dc;
+    if let Some([a, b]) = compare {
+        let read = |p: &PathBuf| audio_io::read_audio(p).map_err(|e| format!("{}: {e}", p.display()));
+        let (a, b) = match (read(a), read(b)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return fail(e),
+        };
+        if a.rate != b.rate || a.channels.len() != b.channels.len() {
+            return fail(format!("different formats: {} Hz × {} vs {} Hz × {}", a.rate, a.channels.len(), b.rate, b.channels.len()));
+        }
+        let (ra, rb): (Vec<f32>, Vec<f32>) = (a.channels.concat(), b.channels.concat());
+        let snr = dc::snr_db(&ra, &rb);
+        println!("max abs {:.3e}, SNR {snr:.1} dB ({} samples; parity bound {} dB: {})", dc::max_abs(&ra, &rb), ra.len(), dc::PARITY_SNR_DB, if snr >= dc::PARITY_SNR_DB { "pass" } else { "FAIL" });
+        return if snr >= dc::PARITY_SNR_DB { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    let resolved = vocoder::device::resolve(vocoder::device::DeviceRequest::Gpu);
+    let gpu = (!resolved.device.is_cpu()).then_some(resolved.device.clone());
+    if gpu.is_none() && require_gpu {
+        eprintln!("error: --require-gpu: {}", resolved.fallback.unwrap_or_default());
+        return ExitCode::from(3);
+    }
+    let opts = dc::Options {
+        models_dir: models_dir.to_path_buf(),
+        clip: clip.unwrap_or_else(|| root.join("tests/data/es_librivox_cuentosdehadas03_14_grimm.wav")),
+        fixtures_root: root.to_path_buf(),
+        quick,
+    };
+    let result = dc::run(&opts, gpu.as_ref(), resolved.fallback.clone(), &mut |what| eprintln!("checking {what} ..."));
+    let check = match result {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    print!("{}", dc::table(&check));
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&check).unwrap_or_default()) {
+            return fail(format!("{}: {e}", path.display()));
+        }
+    }
+    if check.rows.iter().any(|r| r.pass == Some(false)) {
+        eprintln!("error: a model's GPU output is not within the parity bound");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 fn render_device(choice: DeviceArg, quiet: bool) -> candle_core::Device {
-    if choice == DeviceArg::Cpu {
-        return candle_core::Device::Cpu;
+    use vocoder::device::DeviceRequest;
+    let request = match choice {
+        DeviceArg::Cpu => DeviceRequest::Cpu,
+        DeviceArg::Gpu => DeviceRequest::Gpu,
+        DeviceArg::Auto => DeviceRequest::Auto,
+    };
+    let r = vocoder::device::resolve(request);
+    match &r.fallback {
+        // Asked for the GPU by name: always say so.
+        Some(why) if choice == DeviceArg::Gpu => eprintln!("warning: {why}"),
+        Some(why) if !quiet => eprintln!("note: {why}"),
+        _ => {}
     }
-    #[cfg(feature = "cuda")]
-    match candle_core::Device::new_cuda(0) {
-        Ok(d) => return d,
-        Err(e) if choice == DeviceArg::Gpu => eprintln!("warning: GPU unavailable ({e}); using the CPU"),
-        Err(_) => {}
+    if !quiet && !r.device.is_cpu() {
+        eprintln!("device: {}", r.status);
     }
-    if choice == DeviceArg::Gpu && !cfg!(feature = "cuda") && !quiet {
-        eprintln!("warning: GPU requested, but this build has no GPU support; using the CPU");
-    }
-    candle_core::Device::Cpu
+    r.device
 }
 
 /// Loads one slot's model strictly, with the health probe.

@@ -11,32 +11,17 @@ use vocoder::Vocoder;
 use crate::params::{DeviceChoice, Mode};
 
 /// The compute device for a persisted choice, and a status line for the user. GPU support needs
-/// a build with the `cuda` (or `metal`) feature; otherwise, or when no GPU answers, the CPU is
-/// used and the status says why.
+/// a build with the `cuda` (or `metal`) feature; otherwise, or when no GPU answers (no driver, no
+/// CUDA libraries, no device), the CPU is used and the status says why (see `vocoder::device`).
 pub fn resolve_device(choice: DeviceChoice) -> (candle_core::Device, String) {
-    let want_gpu = matches!(choice, DeviceChoice::Gpu | DeviceChoice::Auto);
-    if want_gpu {
-        #[cfg(feature = "cuda")]
-        match candle_core::Device::new_cuda(0) {
-            Ok(d) => return (d, "GPU (CUDA device 0)".into()),
-            Err(e) if choice == DeviceChoice::Gpu => {
-                return (candle_core::Device::Cpu, format!("GPU unavailable ({e}); using the CPU"));
-            }
-            Err(_) => {}
-        }
-        #[cfg(feature = "metal")]
-        match candle_core::Device::new_metal(0) {
-            Ok(d) => return (d, "GPU (Metal device 0)".into()),
-            Err(e) if choice == DeviceChoice::Gpu => {
-                return (candle_core::Device::Cpu, format!("GPU unavailable ({e}); using the CPU"));
-            }
-            Err(_) => {}
-        }
-        if choice == DeviceChoice::Gpu && !cfg!(any(feature = "cuda", feature = "metal")) {
-            return (candle_core::Device::Cpu, "GPU requested, but this build has no GPU support; using the CPU".into());
-        }
-    }
-    (candle_core::Device::Cpu, "CPU".into())
+    use vocoder::device::DeviceRequest;
+    let request = match choice {
+        DeviceChoice::Cpu => DeviceRequest::Cpu,
+        DeviceChoice::Gpu => DeviceRequest::Gpu,
+        DeviceChoice::Auto => DeviceRequest::Auto,
+    };
+    let r = vocoder::device::resolve(request);
+    (r.device, r.status)
 }
 
 /// Environment variable naming the folder with the default models.
@@ -187,10 +172,17 @@ mod tests {
     fn gpu_choice_falls_back_to_cpu_with_a_reason() {
         let (d, status) = resolve_device(DeviceChoice::Cpu);
         assert!(d.is_cpu() && status == "CPU");
+        let (d, status) = resolve_device(DeviceChoice::Gpu);
         if !cfg!(any(feature = "cuda", feature = "metal")) {
-            let (d, status) = resolve_device(DeviceChoice::Gpu);
             assert!(d.is_cpu());
             assert!(status.contains("no GPU support"), "{status}");
+        } else if d.is_cpu() {
+            // A GPU build on a machine without a GPU (CI): the CPU, and why.
+            assert!(status.contains("GPU unavailable"), "{status}");
+        }
+        let (d, status) = resolve_device(DeviceChoice::Auto);
+        if !cfg!(any(feature = "cuda", feature = "metal")) {
+            assert!(d.is_cpu() && status == "CPU", "auto in a CPU build is just the CPU: {status}");
         }
     }
 

@@ -7,11 +7,13 @@
 //! - [`model`]: the single loading path, and `inspect`.
 //! - [`mel`]: the reference mel front end. [`health`]: the white-noise detector.
 //! - [`convert`]: writing our one-file model format; [`fetch`]: the default models.
+//! - [`device`]: the CPU/GPU choice, with a CPU fallback that never crashes.
 
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
+pub mod device;
 pub mod error;
 pub mod fetch;
 pub mod files;

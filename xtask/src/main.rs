@@ -4,7 +4,8 @@
 //!   `target/bundled/` (names from `bundler.toml`).
 //! - `cargo xtask test`: the project's whole test suite, exactly what CI runs. It first fetches the
 //!   default models (idempotent), then builds the host-test bundle (debug, `assert_process_allocs` + `host-test-slots`) so the host tests never
-//!   load a stale bundle, and the standalone (for the window test), then runs `cargo test --workspace`.
+//!   load a stale bundle, the standalone (for the window test) and the CUDA build (for its CPU
+//!   fallback test), then runs `cargo test --workspace`.
 //! - `cargo xtask screenshot [--seconds S]`: build the standalone (release) and take a screenshot
 //!   of the window with speech playing (`scripts/window_screenshot.py`, into `target/window/`).
 //! - `cargo xtask install`: bundle in release, copy the bundles into the user's plugin folders and
@@ -26,6 +27,9 @@
 //! - `cargo xtask bench-render [--seconds S] [--no-reference]`: the whole CLI `render` and a plugin
 //!   offline bounce (bundled CLAP) against the bare whole-file forwards, ours and onnxruntime's, in
 //!   the same run; see `tests/src/bin/bench_render.rs`.
+//! - `cargo xtask build --cuda [--debug]`: the CUDA build of the CLI and the CLAP/VST3 bundles
+//!   into `target/cuda/` on a machine without a GPU or a system CUDA toolkit (nvcc from PyPI's
+//!   NVIDIA wheels); it starts and runs on the CPU where there is no driver. See `build_cuda`.
 //! - `cargo xtask bench-live [--seconds 600] [--threads 1,2] [--unheard spin-up,compute]`: V1 in
 //!   both slots through the bundled plugin, paced real time, Mode switching every 2 s: CPU load
 //!   and underruns as a host sees them; see `tests/src/bin/bench_live.rs`.
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
         Some("bench-live") => bench_live(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
+        Some("build") if args[1..].iter().any(|a| a == "--cuda") => build_cuda(&args[1..]),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -88,6 +93,8 @@ fn test(extra: &[String]) -> Result<()> {
     bundle_host_test()?;
     // The window test opens the standalone build (tests/tests/window.rs).
     cargo(&["build", "-p", PLUGIN_PACKAGE, "--features", "standalone", "--bin", "streamspeech-vocoder-standalone"])?;
+    // The CUDA build's CPU fallback is tested on this GPU-less machine (tests/tests/cuda_build.rs).
+    build_cuda(&[])?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace"])
         .args(extra)
@@ -170,6 +177,170 @@ fn bench(extra: &[String]) -> Result<()> {
 /// Bundles in release, copies the bundles into the user's plugin folders and the default models
 /// (fetched if needed) into the folder the plugin reads them from, so an installed plugin plays
 /// its models in a DAW straight away.
+/// The CUDA toolkit the CUDA build compiles with: NVIDIA's PyPI wheels, pinned. CUDA 13 because
+/// it is the only major version whose wheels carry `nvcc` itself (the CUDA 12 `nvidia-cuda-nvcc-cu12`
+/// wheels hold `ptxas` alone); 13.0, its first release, because candle loads its kernels as PTX,
+/// which the driver compiles at first use and only when it is at least as new as the PTX: 13.0
+/// runs on every driver since R580. cudarc 0.19 (candle 0.11's) supports 13.0.
+const CUDA_WHEELS: [&str; 5] = [
+    "nvidia-cuda-nvcc==13.0.88",
+    "nvidia-nvvm==13.0.88",
+    "nvidia-cuda-crt==13.0.88",
+    "nvidia-cuda-runtime==13.0.96",
+    "nvidia-cuda-cccl==13.0.85",
+];
+/// The compute capability the kernels are compiled for: candle's kernels ship as PTX for
+/// `compute_80`, which the driver JIT-compiles for every GPU of capability 8.0 or newer — 8.0
+/// (A100), 8.6 (A10, RTX 30), 8.9 (L4, L40, RTX 40), 9.0 (H100, H200) and later — and caches.
+/// (candle's build takes one capability; PTX is how one build covers them all.)
+const CUDA_COMPUTE_CAP: &str = "80";
+/// The candle version whose CUDA linking the build switches to dynamic loading.
+const CANDLE_VERSION: &str = "0.11.1";
+
+/// `cargo xtask build --cuda [--debug]`: the CLI and the plugin bundles with candle's CUDA
+/// backend, into `target/cuda/{release,debug}` and `target/cuda/bundled/`.
+///
+/// - The toolkit: the pinned wheels of [`CUDA_WHEELS`] installed with pip into
+///   `target/cuda-toolkit/` (once); no system CUDA, no GPU needed to build.
+/// - Starting without a driver: candle 0.11 links cudarc with `dynamic-linking`, which puts
+///   `libcuda.so.1`, cuBLAS, cuBLASLt and cuRAND into the binary's needed libraries, so the binary
+///   would not even start on a machine without them (huggingface/candle#3900). The build gives
+///   cargo a copy of candle-core's crates.io source from the local registry, in
+///   `target/cuda-patch/`, with that one feature switched to cudarc's `dynamic-loading` (the
+///   change upstream is making), as a `[patch]` for this build only; `Cargo.lock` is restored
+///   after. The libraries are then loaded when a GPU is asked for, after `vocoder::device` has
+///   checked they exist.
+/// - candle's kernels library needs the CUDA runtime (`libcudart.so.13`, which itself loads the
+///   driver only when used): it is copied next to the binary and into each bundle (the binaries
+///   look beside themselves, `$ORIGIN`), with NVIDIA's license (the runtime is redistributable
+///   under the CUDA EULA).
+fn build_cuda(args: &[String]) -> Result<()> {
+    let debug = args.iter().any(|a| a == "--debug");
+    let profile = if debug { "debug" } else { "release" };
+    let root = std::env::current_dir()?;
+    let toolkit = root.join("target/cuda-toolkit");
+    let cuda = toolkit.join("nvidia/cu13");
+    if !cuda.join("bin/nvcc").is_file() || !cuda.join("nvvm/bin/cicc").is_file() {
+        println!("Installing the CUDA toolkit wheels into {} ...", toolkit.display());
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target"])
+            .arg(&toolkit)
+            .args(CUDA_WHEELS)
+            .status()
+            .context("could not run python3 -m pip")?;
+        if !status.success() {
+            bail!("pip could not install the CUDA toolkit wheels ({status})");
+        }
+    }
+    // Wheels do not always keep the executable bits.
+    for dir in ["bin", "nvvm/bin"] {
+        for e in std::fs::read_dir(cuda.join(dir))? {
+            let p = e?.path();
+            if p.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+    }
+    let cudart = cuda.join("lib/libcudart.so.13");
+    let link = cuda.join("lib/libcudart.so");
+    if !link.exists() {
+        std::os::unix::fs::symlink("libcudart.so.13", &link)?;
+    }
+
+    let patched = patch_candle_core(&root)?;
+    let path = format!("{}:{}", cuda.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let patch = format!("patch.crates-io.candle-core.path={:?}", patched.display().to_string());
+    let lock = std::fs::read(root.join("Cargo.lock"))?;
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "streamspeech-cli", "-p", PLUGIN_PACKAGE, "--features", "streamspeech-cli/cuda,streamspeech_vocoder/cuda"])
+        .args(["--target-dir", "target/cuda", "--config", &patch])
+        .env("PATH", path)
+        .env("CUDA_HOME", &cuda)
+        .env("CUDA_PATH", &cuda)
+        .env("CUDA_COMPUTE_CAP", CUDA_COMPUTE_CAP)
+        .env("LIBRARY_PATH", cuda.join("lib"))
+        .env("RUSTFLAGS", "-C link-arg=-Wl,-rpath,$ORIGIN");
+    if !debug {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("could not run cargo");
+    // The patch is this build's alone: the workspace's lock file stays as committed.
+    std::fs::write(root.join("Cargo.lock"), &lock)?;
+    if !status?.success() {
+        bail!("the CUDA build failed");
+    }
+    let bundle_args: Vec<String> = if debug { vec![] } else { vec!["--release".into()] };
+    nice_plug_xtask::bundle(Path::new("target/cuda"), PLUGIN_PACKAGE, &bundle_args, false)?;
+
+    // The CUDA runtime beside each binary that needs it, with its license.
+    let license = std::fs::read_dir(&toolkit)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("nvidia_cuda_runtime-")))
+        .map(|d| d.join("licenses/License.txt"))
+        .filter(|p| p.is_file());
+    let mut places = vec![root.join("target/cuda").join(profile), root.join("target/cuda/bundled")];
+    for e in std::fs::read_dir(root.join("target/cuda/bundled"))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "vst3") {
+            places.push(p.join("Contents/x86_64-linux"));
+        }
+    }
+    for dir in &places {
+        std::fs::copy(&cudart, dir.join("libcudart.so.13")).with_context(|| format!("copying the CUDA runtime into {}", dir.display()))?;
+        if let Some(l) = &license {
+            std::fs::copy(l, dir.join("libcudart.LICENSE.txt"))?;
+        }
+    }
+    println!(
+        "CUDA build ({profile}, CUDA 13.0, PTX for compute capability {}.{} and newer):\n  {}\n  {}",
+        &CUDA_COMPUTE_CAP[..1],
+        &CUDA_COMPUTE_CAP[1..],
+        root.join("target/cuda").join(profile).join("streamspeech-vocoder").display(),
+        root.join("target/cuda/bundled").display()
+    );
+    Ok(())
+}
+
+/// Copies candle-core's crates.io source (the one the workspace resolves, from cargo's local
+/// registry) into `target/cuda-patch/` with cudarc's `dynamic-linking` feature switched to
+/// `dynamic-loading`, and returns its folder. Refuses any other candle version: the switch is
+/// checked against 0.11.1's manifest, where the feature appears exactly once.
+fn patch_candle_core(root: &Path) -> Result<PathBuf> {
+    let out = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--offline"]).output().context("could not run cargo metadata")?;
+    let meta = String::from_utf8_lossy(&out.stdout);
+    let tail = format!("/candle-core-{CANDLE_VERSION}/Cargo.toml\"");
+    let end = meta.find(&tail).with_context(|| format!("candle-core {CANDLE_VERSION} is not in the workspace's dependencies; update build_cuda's patch"))?;
+    let start = meta[..end].rfind('"').context("cargo metadata")? + 1;
+    let source = PathBuf::from(&meta[start..end + tail.len() - "/Cargo.toml\"".len()]);
+    let dest = root.join("target/cuda-patch").join(format!("candle-core-{CANDLE_VERSION}"));
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
+    copy_tree(&source, &dest)?;
+    let manifest = dest.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
+    if text.matches("\"dynamic-linking\"").count() != 1 {
+        bail!("{}: expected cudarc's \"dynamic-linking\" feature exactly once", manifest.display());
+    }
+    std::fs::write(&manifest, text.replace("\"dynamic-linking\"", "\"dynamic-loading\""))?;
+    Ok(dest)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
 fn install() -> Result<()> {
     fetch_models()?;
     nice_plug_xtask::main_with_args(
