@@ -27,7 +27,7 @@
 //! - `cargo xtask bench-render [--seconds S] [--no-reference]`: the whole CLI `render` and a plugin
 //!   offline bounce (bundled CLAP) against the bare whole-file forwards, ours and onnxruntime's, in
 //!   the same run; see `tests/src/bin/bench_render.rs`.
-//! - `cargo xtask build --cuda [--debug]`: the CUDA build of the CLI and the CLAP/VST3 bundles
+//! - `cargo xtask build --cuda`: the CUDA build of the CLI and the CLAP/VST3 bundles
 //!   into `target/cuda/` on a machine without a GPU or a system CUDA toolkit (nvcc from PyPI's
 //!   NVIDIA wheels); it starts and runs on the CPU where there is no driver. See `build_cuda`.
 //! - `cargo xtask bench-live [--seconds 600] [--threads 1,2] [--unheard spin-up,compute]`: V1 in
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         Some("bench-live") => bench_live(&args[1..]),
         Some("demo") => demo(&args[1..]),
         Some("screenshot") => screenshot(&args[1..]),
-        Some("build") if args[1..].iter().any(|a| a == "--cuda") => build_cuda(&args[1..]),
+        Some("build") if args[1..].iter().any(|a| a == "--cuda") => build_cuda(),
         _ => nice_plug_xtask::main_with_args("cargo xtask", args),
     }
 }
@@ -94,7 +94,7 @@ fn test(extra: &[String]) -> Result<()> {
     // The window test opens the standalone build (tests/tests/window.rs).
     cargo(&["build", "-p", PLUGIN_PACKAGE, "--features", "standalone", "--bin", "streamspeech-vocoder-standalone"])?;
     // The CUDA build's CPU fallback is tested on this GPU-less machine (tests/tests/cuda_build.rs).
-    build_cuda(&[])?;
+    build_cuda()?;
     let status = Command::new(env!("CARGO"))
         .args(["test", "--workspace"])
         .args(extra)
@@ -197,8 +197,8 @@ const CUDA_COMPUTE_CAP: &str = "80";
 /// The candle version whose CUDA linking the build switches to dynamic loading.
 const CANDLE_VERSION: &str = "0.11.1";
 
-/// `cargo xtask build --cuda [--debug]`: the CLI and the plugin bundles with candle's CUDA
-/// backend, into `target/cuda/{release,debug}` and `target/cuda/bundled/`.
+/// `cargo xtask build --cuda`: the CLI and the plugin bundles (release) with candle's CUDA
+/// backend, into `target/cuda/release/` and `target/cuda/bundled/`.
 ///
 /// - The toolkit: the pinned wheels of [`CUDA_WHEELS`] installed with pip into
 ///   `target/cuda-toolkit/` (once); no system CUDA, no GPU needed to build.
@@ -214,9 +214,8 @@ const CANDLE_VERSION: &str = "0.11.1";
 ///   driver only when used): it is copied next to the binary and into each bundle (the binaries
 ///   look beside themselves, `$ORIGIN`), with NVIDIA's license (the runtime is redistributable
 ///   under the CUDA EULA).
-fn build_cuda(args: &[String]) -> Result<()> {
-    let debug = args.iter().any(|a| a == "--debug");
-    let profile = if debug { "debug" } else { "release" };
+fn build_cuda() -> Result<()> {
+    let profile = "release";
     let root = std::env::current_dir()?;
     let toolkit = root.join("target/cuda-toolkit");
     let cuda = toolkit.join("nvidia/cu13");
@@ -260,18 +259,15 @@ fn build_cuda(args: &[String]) -> Result<()> {
         .env("CUDA_PATH", &cuda)
         .env("CUDA_COMPUTE_CAP", CUDA_COMPUTE_CAP)
         .env("LIBRARY_PATH", cuda.join("lib"))
-        .env("RUSTFLAGS", "-C link-arg=-Wl,-rpath,$ORIGIN");
-    if !debug {
-        cmd.arg("--release");
-    }
+        .env("RUSTFLAGS", "-C link-arg=-Wl,-rpath,$ORIGIN")
+        .arg("--release");
     let status = cmd.status().context("could not run cargo");
     // The patch is this build's alone: the workspace's lock file stays as committed.
     std::fs::write(root.join("Cargo.lock"), &lock)?;
     if !status?.success() {
         bail!("the CUDA build failed");
     }
-    let bundle_args: Vec<String> = if debug { vec![] } else { vec!["--release".into()] };
-    nice_plug_xtask::bundle(Path::new("target/cuda"), PLUGIN_PACKAGE, &bundle_args, false)?;
+    nice_plug_xtask::bundle(Path::new("target/cuda"), PLUGIN_PACKAGE, &["--release".to_string()], false)?;
 
     // The CUDA runtime beside each binary that needs it, with its license.
     let license = std::fs::read_dir(&toolkit)?
@@ -307,7 +303,7 @@ fn build_cuda(args: &[String]) -> Result<()> {
 /// `dynamic-loading`, and returns its folder. Refuses any other candle version: the switch is
 /// checked against 0.11.1's manifest, where the feature appears exactly once.
 fn patch_candle_core(root: &Path) -> Result<PathBuf> {
-    let out = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1", "--offline"]).output().context("could not run cargo metadata")?;
+    let out = Command::new(env!("CARGO")).args(["metadata", "--format-version", "1"]).output().context("could not run cargo metadata")?;
     let meta = String::from_utf8_lossy(&out.stdout);
     let tail = format!("/candle-core-{CANDLE_VERSION}/Cargo.toml\"");
     let end = meta.find(&tail).with_context(|| format!("candle-core {CANDLE_VERSION} is not in the workspace's dependencies; update build_cuda's patch"))?;
