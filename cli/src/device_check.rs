@@ -230,11 +230,16 @@ fn unit_row(name: &str, path: &Path, cond: Option<&Path>, gpu: Option<&Device>) 
         let rtf = t0.elapsed().as_secs_f64() / (out.audio.len() as f64 / v.config().sampling_rate as f64);
         Ok((out.audio, out.durations, rtf))
     };
+    fixture_row(name, "tiny parity fixture: RTF not representative", run, gpu)
+}
+
+/// A fixture model's row: `run` gives its output, its discrete output (if any) and its RTF on a
+/// device; the GPU's must match the CPU's (SNR, and the discrete output exactly).
+fn fixture_row<D: PartialEq>(name: &str, note: &str, run: impl Fn(&Device) -> Result<(Vec<f32>, Option<D>, f64), String>, gpu: Option<&Device>) -> Result<ModelRow, String> {
     let (y_cpu, d_cpu, rtf_cpu) = run(&Device::Cpu)?;
     let cpu = DeviceTimes { rtf_10s: Some(rtf_cpu), ..Default::default() };
-    let note = "tiny parity fixture: RTF not representative".to_string();
     let Some(g) = gpu else {
-        return Ok(ModelRow { model: name.into(), cpu, gpu: None, max_abs: None, snr_db: None, discrete_equal: None, pass: None, note });
+        return Ok(ModelRow { model: name.into(), cpu, gpu: None, max_abs: None, snr_db: None, discrete_equal: None, pass: None, note: note.into() });
     };
     let (y_gpu, d_gpu, rtf_gpu) = run(g)?;
     let snr = snr_db(&y_cpu, &y_gpu);
@@ -247,7 +252,7 @@ fn unit_row(name: &str, path: &Path, cond: Option<&Path>, gpu: Option<&Device>) 
         snr_db: Some(snr),
         discrete_equal: d_cpu.is_some().then_some(equal),
         pass: Some(snr >= PARITY_SNR_DB && equal),
-        note,
+        note: note.into(),
     })
 }
 
@@ -257,7 +262,7 @@ fn translator_row(fixtures: &Path, gpu: Option<&Device>) -> Result<ModelRow, Str
     let features = candle_core::safetensors::load(fixtures.join("fbank_ref.safetensors"), &Device::Cpu).map_err(|e| e.to_string())?;
     let features = features.get("cmvn").ok_or("fbank_ref.safetensors: no cmvn")?.unsqueeze(0).map_err(|e| e.to_string())?;
     let audio_seconds = features.dim(1).map_err(|e| e.to_string())? as f64 * 0.01;
-    let run = |d: &Device| -> Result<(Vec<f32>, Vec<Vec<u32>>, f64), String> {
+    let run = |d: &Device| -> Result<(Vec<f32>, Option<Vec<Vec<u32>>>, f64), String> {
         let (model, _) = translator::model::StreamSpeech::load(&fixtures.join("streamspeech/small.pt"), mt, d).map_err(|e| format!("{name}: {e}"))?;
         let f = features.to_device(d).map_err(|e| e.to_string())?;
         model.translate(&f, 40).map_err(|e| e.to_string())?;
@@ -265,27 +270,9 @@ fn translator_row(fixtures: &Path, gpu: Option<&Device>) -> Result<ModelRow, Str
         let out = model.translate(&f, 40).map_err(|e| e.to_string())?;
         let seconds = t0.elapsed().as_secs_f64();
         let ids = vec![out.asr.tokens.clone(), out.st.tokens.clone(), out.mt_tokens.clone(), out.units.clone()];
-        Ok((to_vec(&out.encoder_out)?, ids, seconds / audio_seconds))
+        Ok((to_vec(&out.encoder_out)?, Some(ids), seconds / audio_seconds))
     };
-    let (e_cpu, ids_cpu, rtf_cpu) = run(&Device::Cpu)?;
-    let cpu = DeviceTimes { rtf_10s: Some(rtf_cpu), ..Default::default() };
-    let note = "small parity fixture: encoder output compared, ASR/ST/MT tokens and units must be equal".to_string();
-    let Some(g) = gpu else {
-        return Ok(ModelRow { model: name.into(), cpu, gpu: None, max_abs: None, snr_db: None, discrete_equal: None, pass: None, note });
-    };
-    let (e_gpu, ids_gpu, rtf_gpu) = run(g)?;
-    let snr = snr_db(&e_cpu, &e_gpu);
-    let equal = ids_cpu == ids_gpu;
-    Ok(ModelRow {
-        model: name.into(),
-        cpu,
-        gpu: Some(DeviceTimes { rtf_10s: Some(rtf_gpu), ..Default::default() }),
-        max_abs: Some(max_abs(&e_cpu, &e_gpu)),
-        snr_db: Some(snr),
-        discrete_equal: Some(equal),
-        pass: Some(snr >= PARITY_SNR_DB && equal),
-        note,
-    })
+    fixture_row(name, "small parity fixture: encoder output compared, ASR/ST/MT tokens and units must be equal", run, gpu)
 }
 
 fn cell(v: Option<f64>, digits: usize) -> String {

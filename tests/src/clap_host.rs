@@ -432,6 +432,13 @@ impl ClapPlugin {
         buf
     }
 
+    /// Sets the persisted `device` field (auto, cpu, gpu) through the state, as a project would.
+    pub fn set_device(&mut self, device: &str) {
+        let mut state = state_json(&self.save_state());
+        state["fields"]["device"] = serde_json::Value::String(format!("\"{device}\""));
+        self.load_state(&state_bytes(&state));
+    }
+
     pub fn load_state(&mut self, data: &[u8]) {
         let ext = self.state_ext();
         let mut reader = std::io::Cursor::new(data);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clack_host::prelude::PluginEntry;
-use host_tests::clap_host::{ClapPlugin, state_bytes, state_json};
+use host_tests::clap_host::ClapPlugin;
 use streamspeech_cli::audio_io::{self, Audio, Bits};
 
 const CLIP: &str = "tests/data/es_librivox_cuentosdehadas03_14_grimm.wav";
@@ -107,9 +107,7 @@ fn the_cuda_plugin_bundle_loads_without_a_driver_and_bounces_on_the_cpu() {
     let entry = unsafe { PluginEntry::load(&bundle) }.expect("the CUDA bundle loads (libcudart beside it, no driver needed)");
     for device in ["gpu", "auto"] {
         let mut p = ClapPlugin::new(&entry);
-        let mut state = state_json(&p.save_state());
-        state["fields"]["device"] = serde_json::Value::String(format!("\"{device}\""));
-        p.load_state(&state_bytes(&state));
+        p.set_device(device);
         p.set_offline(true);
         p.select_channels(1);
         p.activate(audio.rate as f64, 1, 512);

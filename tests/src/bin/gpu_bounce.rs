@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clack_host::prelude::PluginEntry;
-use host_tests::clap_host::{ClapPlugin, state_bytes, state_json};
+use host_tests::clap_host::{ClapPlugin, state_json};
 use streamspeech_cli::audio_io::{self, Audio, Bits};
 
 fn main() {
@@ -37,9 +37,7 @@ fn main() {
     // SAFETY: loading the plugin bundle named on the command line.
     let entry = unsafe { PluginEntry::load(&bundle) }.unwrap_or_else(|e| panic!("{}: {e:?}", bundle.display()));
     let mut p = ClapPlugin::new(&entry);
-    let mut state = state_json(&p.save_state());
-    state["fields"]["device"] = serde_json::Value::String(format!("\"{device}\""));
-    p.load_state(&state_bytes(&state));
+    p.set_device(&device);
     p.set_offline(true);
     p.select_channels(2);
     if modified {
