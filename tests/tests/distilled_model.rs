@@ -85,10 +85,11 @@ fn distilled_student_loads_is_healthy_and_is_within_1_5x_of_the_teacher_on_every
 }
 
 /// Per clip, the causal student's log-mel L1 <= this x the teacher's. The target is 1.6
-/// per clip, which this export does NOT meet yet: it reaches 1.40-1.97 (mean 1.68; PyTorch
-/// measure, models/MODEL_CARD_causal.md) after one 70-minute CPU run. The bound holds it to what
-/// it reaches (a regression fails) until a longer run meets the target.
-const CAUSAL_RATIO_BOUND: f64 = 2.05;
+/// per clip, which this export does NOT meet yet: it reaches 1.355-1.932 (mean 1.64; PyTorch
+/// measure, models/MODEL_CARD_causal.md; 1.355-1.938 measured here) after a 70- and a 62-minute
+/// CPU run (the first export: 1.40-1.97). The bound holds it to what it reaches (a regression
+/// fails) until a longer run meets the target.
+const CAUSAL_RATIO_BOUND: f64 = 2.0;
 
 /// The low-latency Modified model (`models/grc_mrf_causal.safetensors`, a causal GRC-MRF student of
 /// V1 universal): strict load, health, no look-ahead, causal in fact, and its quality per clip.
