@@ -67,7 +67,8 @@ fn output_table(from: u32, to: u32, target: usize, chunk_in: usize, max_out: usi
 /// `target`-frame chunks gives the same output values, each available as soon as its block has
 /// arrived instead of after the next chunk (48 → 22.05 kHz: 4 ms less latency).
 fn fft_converter(from: u32, to: u32, target: usize) -> Fft<f32> {
-    let block = Fft::<f32>::new(from as usize, to as usize, target, 1, FixedSync::Input).expect("valid rates").fft_size_in();
+    let min_block = (from / gcd(from as u64, to as u64) as u32) as usize;
+    let block = target.div_ceil(min_block).max(1) * min_block;
     Fft::<f32>::new(from as usize, to as usize, block, 1, FixedSync::Both).expect("valid rates")
 }
 
@@ -404,8 +405,6 @@ pub struct SlotStream {
     to_model: RateConverter,
     model: Option<ModelStream>,
     to_host: RateConverter,
-    /// The conversion back's FFT block target (see [`Self::new`]).
-    back_block_target: usize,
     host_rate: u32,
     model_rate: u32,
     model_buf: Vec<f32>,
@@ -431,13 +430,11 @@ impl SlotStream {
         // block would wait for the next chunk: there the block is halved (147), which takes a hop
         // of latency off the low-latency choice at a slightly lower cutoff (10.0 instead of
         // 10.5 kHz for a 22.05 kHz model). Longer chunks keep the default block.
-        let one_hop = model.as_ref().is_some_and(|m| m.chunk == 1);
-        let back_block_target = if one_hop { ONE_HOP_BLOCK_TARGET } else { DEFAULT_BLOCK_TARGET };
+        let to_host = RateConverter::with_block_target(model_rate, host_rate, back_block_target(model.as_ref()));
         Self {
             to_model: RateConverter::new(host_rate, model_rate),
             model,
-            to_host: RateConverter::with_block_target(model_rate, host_rate, back_block_target),
-            back_block_target,
+            to_host,
             host_rate,
             model_rate,
             model_buf: Vec::new(),
@@ -520,7 +517,7 @@ impl SlotStream {
             // From the stream's start: the very same computation as the stream that ran.
             start_model = 0;
         }
-        self.to_host = RateConverter::with_block_target(self.model_rate, self.host_rate, self.back_block_target);
+        self.to_host = RateConverter::with_block_target(self.model_rate, self.host_rate, back_block_target(Some(&*m)));
         self.skip_model = start_model - frame * hop;
         self.audio_buf.clear();
         m.spin_up(frame as usize, &mut self.audio_buf)?;
@@ -602,6 +599,11 @@ impl SlotStream {
             }
         }
     }
+}
+
+/// The conversion back's FFT block target for a slot's model (see [`SlotStream::new`]).
+fn back_block_target(model: Option<&ModelStream>) -> usize {
+    if model.is_some_and(|m| m.chunk == 1) { ONE_HOP_BLOCK_TARGET } else { DEFAULT_BLOCK_TARGET }
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
