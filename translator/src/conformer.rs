@@ -33,8 +33,8 @@ impl FeedForward {
     fn new(cfg: &ConformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(FeedForward {
             norm: candle_nn::layer_norm(cfg.embed_dim, 1e-5, vb.pp("layer_norm"))?,
-            w1: crate::linear::linear(cfg.embed_dim, cfg.ffn_embed_dim, vb.pp("w_1"))?,
-            w2: crate::linear::linear(cfg.ffn_embed_dim, cfg.embed_dim, vb.pp("w_2"))?,
+            w1: crate::linear::linear(cfg.embed_dim, cfg.ffn_embed_dim, true, vb.pp("w_1"))?,
+            w2: crate::linear::linear(cfg.ffn_embed_dim, cfg.embed_dim, true, vb.pp("w_2"))?,
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -59,11 +59,11 @@ impl RelPositionAttention {
         let d = cfg.embed_dim;
         let (h, d_k) = (cfg.attention_heads, d / cfg.attention_heads);
         Ok(RelPositionAttention {
-            q: crate::linear::linear(d, d, vb.pp("linear_q"))?,
-            k: crate::linear::linear(d, d, vb.pp("linear_k"))?,
-            v: crate::linear::linear(d, d, vb.pp("linear_v"))?,
-            out: crate::linear::linear(d, d, vb.pp("linear_out"))?,
-            pos: crate::linear::linear_no_bias(d, d, vb.pp("linear_pos"))?,
+            q: crate::linear::linear(d, d, true, vb.pp("linear_q"))?,
+            k: crate::linear::linear(d, d, true, vb.pp("linear_k"))?,
+            v: crate::linear::linear(d, d, true, vb.pp("linear_v"))?,
+            out: crate::linear::linear(d, d, true, vb.pp("linear_out"))?,
+            pos: crate::linear::linear_no_bias(d, d, true, vb.pp("linear_pos"))?,
             bias_u: vb.get((h, d_k), "pos_bias_u")?,
             bias_v: vb.get((h, d_k), "pos_bias_v")?,
             heads: h,

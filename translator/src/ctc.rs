@@ -16,7 +16,7 @@ pub struct CtcHead {
 impl CtcHead {
     /// Weights `proj.weight` / `proj.bias` under `vb`.
     pub fn new(in_dim: usize, vocab: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(CtcHead { proj: crate::linear::linear(in_dim, vocab, vb.pp("proj"))? })
+        Ok(CtcHead { proj: crate::linear::linear(in_dim, vocab, true, vb.pp("proj"))? })
     }
 
     /// Encoder states `[1, t, in_dim]` → logits `[1, t, vocab]`.

@@ -47,7 +47,7 @@ impl ChunkConformerEncoder {
         Ok(ChunkConformerEncoder {
             cfg: cfg.clone(),
             subsample: Conv1dSubsampler::new(&cfg.subsampler, vb.pp("subsample"))?,
-            linear: crate::linear::linear(d, d, vb.pp("linear"))?,
+            linear: crate::linear::linear(d, d, true, vb.pp("linear"))?,
             layers,
         })
     }

@@ -14,6 +14,7 @@
 //! - [`t2u`]: the T2U encoder and the non-autoregressive CTC unit decoder, checked against
 //!   upstream's.
 //!
+//! - [`linear`], [`packed`]: linear layers, with the weight packed for calls of few rows.
 //! - [`data`]: the data directory (CMVN, dictionaries, multitask config) and detokenization.
 //! - [`latency`]: SimulEval's latency metrics (AL, LAAL, AP, DAL, StartOffset, EndOffset).
 //! - [`simultaneous`]: StreamSpeech's simultaneous policy, segment by segment as upstream's agent
@@ -31,6 +32,7 @@ pub mod latency;
 pub mod linear;
 pub mod model;
 pub mod mt_decoder;
+pub mod packed;
 pub mod simultaneous;
 pub mod subsampler;
 pub mod synthetic;

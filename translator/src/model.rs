@@ -390,10 +390,16 @@ impl StreamSpeech {
         let asr = crate::ctc::greedy(&asr_logits, PAD, UNK, 0)?;
         let st = crate::ctc::greedy(&st_logits, PAD, UNK, 0)?;
         lap(&mut seconds.ctc);
-        let mt_tokens = self.mt.greedy(&encoder_out, min_tokens.max(1), max_tokens)?;
+        let cross = self.mt.cross_keys_values(&encoder_out)?;
+        let run = self.mt.greedy_run(&[], &cross, min_tokens.max(1), max_tokens)?;
         let mut prev = vec![self.cfg.mt.eos];
-        prev.extend(&mt_tokens);
-        let mt_states = self.mt.states(&prev, &encoder_out)?;
+        prev.extend(&run.tokens);
+        // The greedy run already computed these states (up to float summation order).
+        let mt_states = match self.mt.states_from_run(&prev, &run)? {
+            Some(states) => states,
+            None => self.mt.states_with(&prev, &cross)?,
+        };
+        let mt_tokens = run.tokens;
         lap(&mut seconds.mt_decoder);
         let t2u_states = self.t2u_encoder.forward(&mt_states)?;
         lap(&mut seconds.t2u_encoder);

@@ -35,12 +35,12 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    pub(crate) fn new(d: usize, kdim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(d: usize, kdim: usize, heads: usize, pack: bool, vb: VarBuilder) -> Result<Self> {
         Ok(Attention {
-            q: crate::linear::linear(d, d, vb.pp("q_proj"))?,
-            k: crate::linear::linear(kdim, d, vb.pp("k_proj"))?,
-            v: crate::linear::linear(kdim, d, vb.pp("v_proj"))?,
-            out: crate::linear::linear(d, d, vb.pp("out_proj"))?,
+            q: crate::linear::linear(d, d, pack, vb.pp("q_proj"))?,
+            k: crate::linear::linear(kdim, d, pack, vb.pp("k_proj"))?,
+            v: crate::linear::linear(kdim, d, pack, vb.pp("v_proj"))?,
+            out: crate::linear::linear(d, d, pack, vb.pp("out_proj"))?,
             heads,
             head_dim: d / heads,
         })
@@ -68,6 +68,47 @@ impl Attention {
             scores = scores.broadcast_add(m)?;
         }
         let y = candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y)
+    }
+}
+
+impl Attention {
+    /// Self-attention over frames that repeat each of `n` tokens `r` times (the unit decoder's
+    /// first layer: every frame of a token has the same input), causal over frames, with the
+    /// frames of `pads` tokens masked as keys. `x` `[1, n, d]` holds one row per token; returns
+    /// `[1, n·r, d]`, one row per frame.
+    ///
+    /// Equal to attending over the `n·r` frames (up to float summation order): a frame's query,
+    /// and each token's key and value, are the token's, so frame f of token j sees token i < j
+    /// r times and its own token f + 1 times. Its softmax over frames is a softmax over tokens
+    /// with those multiplicities: Σ_{i<j} r·e_ji·v_i + (f+1)·e_jj·v_j over Σ_{i<j} r·e_ji +
+    /// (f+1)·e_jj, with e = exp(score − the row's maximum). Projections and scores cost one
+    /// token instead of r frames, the scores n² instead of (n·r)².
+    pub(crate) fn attend_repeated(&self, x: &Tensor, r: usize, pads: &[bool]) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let dev = x.device();
+        let (k, v) = self.keys_values(x)?;
+        let q = (self.q.forward(x)? * (self.head_dim as f64).powf(-0.5))?.reshape((b, n, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(&causal_mask_with_pads(pads, dev)?)?;
+        let e = scores.broadcast_sub(&scores.max_keepdim(3)?)?.exp()?;
+        // Earlier tokens' weight r each; a token's own weight (f + 1) per frame, kept apart.
+        let mut earlier = vec![0f32; n * n];
+        let mut own = vec![0f32; n * n];
+        for j in 0..n {
+            for i in 0..j {
+                earlier[j * n + i] = r as f32;
+            }
+            own[j * n + j] = 1.0;
+        }
+        let earlier = e.broadcast_mul(&Tensor::from_vec(earlier, (n, n), dev)?)?;
+        let own = e.broadcast_mul(&Tensor::from_vec(own, (n, n), dev)?)?.sum_keepdim(3)?; // [b, h, n, 1]
+        let num = earlier.matmul(&v)?.unsqueeze(3)?; // [b, h, n, 1, hd]
+        let den = earlier.sum_keepdim(3)?.unsqueeze(3)?; // [b, h, n, 1, 1]
+        let frames = Tensor::from_vec((1..=r).map(|f| f as f32).collect::<Vec<_>>(), (1, 1, 1, r, 1), dev)?;
+        let own_frames = own.unsqueeze(3)?.broadcast_mul(&frames)?; // [b, h, n, r, 1]
+        let num = num.broadcast_add(&own_frames.broadcast_mul(&v.unsqueeze(3)?)?)?; // [b, h, n, r, hd]
+        let den = den.broadcast_add(&own_frames)?;
+        let y = num.broadcast_div(&den)?.permute((0, 2, 3, 1, 4))?.reshape((b, n * r, d))?;
         self.out.forward(&y)
     }
 }
@@ -113,14 +154,14 @@ pub(crate) struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    pub(crate) fn new(d: usize, ffn: usize, heads: usize, encoder_dim: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(d: usize, ffn: usize, heads: usize, encoder_dim: usize, pack: bool, vb: VarBuilder) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: Attention::new(d, d, heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, d, heads, pack, vb.pp("self_attn"))?,
             self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            encoder_attn: Attention::new(d, encoder_dim, heads, vb.pp("encoder_attn"))?,
+            encoder_attn: Attention::new(d, encoder_dim, heads, pack, vb.pp("encoder_attn"))?,
             encoder_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("encoder_attn_layer_norm"))?,
-            fc1: crate::linear::linear(d, ffn, vb.pp("fc1"))?,
-            fc2: crate::linear::linear(ffn, d, vb.pp("fc2"))?,
+            fc1: crate::linear::linear(d, ffn, pack, vb.pp("fc1"))?,
+            fc2: crate::linear::linear(ffn, d, pack, vb.pp("fc2"))?,
             final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
@@ -129,6 +170,20 @@ impl DecoderLayer {
     pub(crate) fn forward_masked(&self, x: &Tensor, enc: &Tensor, causal: &Tensor, enc_mask: Option<&Tensor>) -> Result<Tensor> {
         let h = self.self_attn_norm.forward(x)?;
         let x = (self.self_attn.forward(&h, &h, Some(causal))? + x)?;
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.forward(&h, enc, enc_mask)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
+    }
+
+    /// [`forward_masked`](Self::forward_masked) over frames that repeat each token's row of `x`
+    /// `[1, n, d]` `r` times (see [`Attention::attend_repeated`]); `pads` per token. Returns
+    /// `[1, n·r, d]`.
+    pub(crate) fn forward_repeated(&self, x: &Tensor, r: usize, pads: &[bool], enc: &Tensor, enc_mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, d) = x.dims3()?;
+        let h = self.self_attn_norm.forward(x)?;
+        let frames = x.unsqueeze(2)?.broadcast_as((b, n, r, d))?.reshape((b, n * r, d))?;
+        let x = (self.self_attn.attend_repeated(&h, r, pads)? + frames)?;
         let h = self.encoder_attn_norm.forward(&x)?;
         let x = (self.encoder_attn.forward(&h, enc, enc_mask)? + &x)?;
         let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
@@ -174,6 +229,35 @@ impl DecoderLayer {
         let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
         self.fc2.forward(&h)? + &x
     }
+
+    /// A position whose own key nobody sees (a pad, fairseq's key padding mask), `x` `[1, 1,
+    /// d]`: it attends to the first `visible` cached positions only and leaves the cache as it
+    /// is.
+    pub(crate) fn step_unseen(&self, x: &Tensor, cache: &LayerCache, visible: usize) -> Result<Tensor> {
+        let Some((k, v)) = &cache.self_kv else {
+            candle_core::bail!("a pad position needs earlier positions to attend to");
+        };
+        let h = self.self_attn_norm.forward(x)?;
+        let (k, v) = (k.narrow(2, 0, visible)?, v.narrow(2, 0, visible)?);
+        let x = (self.self_attn.attend(&h, &k, &v, None)? + x)?;
+        let h = self.encoder_attn_norm.forward(&x)?;
+        let x = (self.encoder_attn.attend(&h, &cache.cross_kv.0, &cache.cross_kv.1, None)? + &x)?;
+        let h = self.fc1.forward(&self.final_norm.forward(&x)?)?.relu()?;
+        self.fc2.forward(&h)? + &x
+    }
+}
+
+/// A greedy decoding's tokens with what it computed on the way: every fed position's
+/// final-layer states (before the LayerNorm) and the self-attention caches, so that the states
+/// of the same sequence (or of a prefix of it, padded) need no second pass through the layers.
+pub struct GreedyRun {
+    /// The decoded tokens after the forced prefix, prefix included, without EOS.
+    pub tokens: Vec<u32>,
+    /// `[1, k, d]` pieces, in order: the states of positions 0 (EOS) … `positions − 1`.
+    hidden: Vec<Tensor>,
+    /// Positions fed through the layers (EOS first); 0 when nothing was decoded.
+    positions: usize,
+    caches: Vec<LayerCache>,
 }
 
 pub struct MtDecoder {
@@ -212,9 +296,9 @@ impl MtDecoder {
     pub fn new(cfg: &MtDecoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.embed_dim;
         let embed = candle_nn::embedding(cfg.vocab, d, vb.pp("embed_tokens"))?;
-        let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None)?;
+        let output = Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None, true)?;
         let layers = (0..cfg.layers)
-            .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, cfg.encoder_dim, vb.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, cfg.encoder_dim, true, vb.pp(format!("layers.{i}"))))
             .collect::<Result<_>>()?;
         // fairseq sizes the table init_size = max_positions + padding_idx + 1.
         let positions = sinusoidal_table(cfg.max_positions + cfg.padding_idx + 1, d, cfg.padding_idx, vb.device())?;
@@ -257,8 +341,9 @@ impl MtDecoder {
         Ok(CrossKeysValues(all))
     }
 
-    /// Logits `[vocab]` of the token at `position` (0-based) given the earlier ones in `caches`.
-    fn step(&self, token: u32, position: usize, caches: &mut [LayerCache]) -> Result<Tensor> {
+    /// The final-layer states `[1, 1, d]` (before the LayerNorm) and the logits `[vocab]` of the
+    /// token at `position` (0-based) given the earlier ones in `caches`.
+    fn step(&self, token: u32, position: usize, caches: &mut [LayerCache]) -> Result<(Tensor, Tensor)> {
         let dev = self.positions.device();
         let id = Tensor::new(&[token], dev)?.unsqueeze(0)?;
         let pos = self.positions.narrow(0, self.cfg.padding_idx + 1 + position, 1)?.unsqueeze(0)?;
@@ -266,7 +351,8 @@ impl MtDecoder {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             x = layer.step(&x, cache)?;
         }
-        self.output.forward(&self.norm.forward(&x)?)?.i((0, 0))
+        let logits = self.output.forward(&self.norm.forward(&x)?)?.i((0, 0))?;
+        Ok((x, logits))
     }
 
     /// The final states after the decoder's LayerNorm, `[1, len, d]`: what the T2U encoder
@@ -327,13 +413,20 @@ impl MtDecoder {
     /// [`greedy_from`](Self::greedy_from) with the encoder output's cross-attention keys and
     /// values given.
     pub fn greedy_with(&self, prefix: &[u32], cross: &CrossKeysValues, min_len: usize, max_len: usize) -> Result<Vec<u32>> {
+        Ok(self.greedy_run(prefix, cross, min_len, max_len)?.tokens)
+    }
+
+    /// [`greedy_with`](Self::greedy_with), keeping the states and caches it computed for
+    /// [`states_from_run`](Self::states_from_run).
+    pub fn greedy_run(&self, prefix: &[u32], cross: &CrossKeysValues, min_len: usize, max_len: usize) -> Result<GreedyRun> {
         let mut tokens = vec![self.cfg.eos];
         tokens.extend_from_slice(prefix);
         if prefix.len() >= max_len {
-            return Ok(prefix.to_vec());
+            return Ok(GreedyRun { tokens: prefix.to_vec(), hidden: Vec::new(), positions: 0, caches: Vec::new() });
         }
         let mut caches: Vec<LayerCache> = cross.0.iter().map(|kv| LayerCache { self_kv: None, cross_kv: kv.clone() }).collect();
-        let mut logits = self.prefill(&tokens, &mut caches)?;
+        let (x, mut logits) = self.prefill(&tokens, &mut caches)?;
+        let mut hidden = vec![x];
         let (pad, eos) = (self.cfg.padding_idx, self.cfg.eos as usize);
         loop {
             let step = tokens.len() - 1;
@@ -351,14 +444,47 @@ impl MtDecoder {
                 break;
             }
             tokens.push(next);
-            logits = self.step(next, tokens.len() - 1, &mut caches)?;
+            let (x, next_logits) = self.step(next, tokens.len() - 1, &mut caches)?;
+            hidden.push(x);
+            logits = next_logits;
         }
-        Ok(tokens[1..].to_vec())
+        let positions = tokens.len();
+        Ok(GreedyRun { tokens: tokens[1..].to_vec(), hidden, positions, caches })
+    }
+
+    /// [`states_with`](Self::states_with) of `tokens` from what `run` (decoded against the same
+    /// cross-attention keys and values) already computed, or `None` when `tokens` is not EOS,
+    /// then a prefix of the run's tokens, then only pads. The causal mask makes each kept
+    /// position's states the run's; every pad sees the kept positions only (its own key and the
+    /// other pads' are masked), so the pads' states are one pass of one position, repeated.
+    pub fn states_from_run(&self, tokens: &[u32], run: &GreedyRun) -> Result<Option<Tensor>> {
+        let pad = self.cfg.padding_idx as u32;
+        let kept = tokens.iter().take_while(|&&t| t != pad).count();
+        let pads = tokens.len() - kept;
+        if kept == 0 || kept > run.positions || tokens[0] != self.cfg.eos || tokens[1..kept] != run.tokens[..kept - 1] {
+            return Ok(None);
+        }
+        let hidden = Tensor::cat(&run.hidden, 1)?.narrow(1, 0, kept)?;
+        let x = if pads == 0 {
+            hidden
+        } else {
+            let dev = hidden.device();
+            let id = Tensor::new(&[pad], dev)?.unsqueeze(0)?;
+            // A pad's position is padding_idx: the table's zero row.
+            let pos = self.positions.narrow(0, self.cfg.padding_idx, 1)?.unsqueeze(0)?;
+            let mut x = ((self.embed.forward(&id)? * (self.cfg.embed_dim as f64).sqrt())? + pos)?;
+            for (layer, cache) in self.layers.iter().zip(&run.caches) {
+                x = layer.step_unseen(&x, cache, kept)?;
+            }
+            Tensor::cat(&[&hidden, &x.repeat((1, pads, 1))?], 1)?
+        };
+        Ok(Some(self.norm.forward(&x)?))
     }
 
     /// Runs `tokens` (from EOS, no pads) through the layers in one causal pass, filling
-    /// `caches`; the last position's logits.
-    fn prefill(&self, tokens: &[u32], caches: &mut [LayerCache]) -> Result<Tensor> {
+    /// `caches`: every position's final-layer states `[1, n, d]` (before the LayerNorm) and the
+    /// last position's logits.
+    fn prefill(&self, tokens: &[u32], caches: &mut [LayerCache]) -> Result<(Tensor, Tensor)> {
         let dev = self.positions.device();
         let n = tokens.len();
         let ids = Tensor::new(tokens, dev)?.unsqueeze(0)?;
@@ -368,7 +494,8 @@ impl MtDecoder {
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             x = layer.prefill(&x, &causal, cache)?;
         }
-        self.output.forward(&self.norm.forward(&x.narrow(1, n - 1, 1)?)?)?.i((0, 0))
+        let logits = self.output.forward(&self.norm.forward(&x.narrow(1, n - 1, 1)?)?)?.i((0, 0))?;
+        Ok((x, logits))
     }
 }
 

@@ -345,7 +345,8 @@ impl<'m> SimultaneousAgent<'m> {
         let prefix = s.committed.clone().unwrap_or_default();
         let min_len = if self.cfg.emulate_pieces_per_second.is_some() && !finished { max_len } else { 1 };
         let cross = model.mt.cross_keys_values_cached(&enc, &mut self.mt_cross, self.encoder.final_frames())?;
-        let mut tokens = model.mt.greedy_with(&prefix, &cross, min_len, max_len)?;
+        let run = model.mt.greedy_run(&prefix, &cross, min_len, max_len)?;
+        let mut tokens = run.tokens.clone();
         step.seconds.mt_decoder = lap.take();
         // fairseq's hypothesis ends with EOS: `len(tokens) + 1` pieces before trimming.
         let mut hypothesis_len = tokens.len() + 1;
@@ -376,7 +377,11 @@ impl<'m> SimultaneousAgent<'m> {
         s.mt_input = Some(mt_input.clone());
         step.mt_input = Some(mt_input.clone());
         let pads: Vec<bool> = mt_input.iter().map(|&t| t == PAD).collect();
-        let states = model.mt.states_with(&mt_input, &cross)?;
+        // The greedy run already computed these states (up to float summation order).
+        let states = match model.mt.states_from_run(&mt_input, &run)? {
+            Some(states) => states,
+            None => model.mt.states_with(&mt_input, &cross)?,
+        };
         step.seconds.mt_decoder += lap.take();
         let t2u = model.t2u_encoder.forward_masked(&states, &pads)?;
         step.seconds.t2u_encoder = lap.take();

@@ -43,10 +43,10 @@ impl EncoderLayer {
     fn new(cfg: &T2uConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.embed_dim;
         Ok(EncoderLayer {
-            self_attn: Attention::new(d, d, cfg.attention_heads, vb.pp("self_attn"))?,
+            self_attn: Attention::new(d, d, cfg.attention_heads, false, vb.pp("self_attn"))?,
             self_attn_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("self_attn_layer_norm"))?,
-            fc1: crate::linear::linear(d, cfg.ffn_embed_dim, vb.pp("fc1"))?,
-            fc2: crate::linear::linear(cfg.ffn_embed_dim, d, vb.pp("fc2"))?,
+            fc1: crate::linear::linear(d, cfg.ffn_embed_dim, false, vb.pp("fc1"))?,
+            fc2: crate::linear::linear(cfg.ffn_embed_dim, d, false, vb.pp("fc2"))?,
             final_norm: candle_nn::layer_norm(d, 1e-5, vb.pp("final_layer_norm"))?,
         })
     }
@@ -102,7 +102,7 @@ impl UnitDecoder {
     pub fn new(cfg: &T2uConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.embed_dim;
         let layers = (0..cfg.decoder_layers)
-            .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, d, vb.pp(format!("layers.{i}"))))
+            .map(|i| DecoderLayer::new(d, cfg.ffn_embed_dim, cfg.attention_heads, d, false, vb.pp(format!("layers.{i}"))))
             .collect::<Result<_>>()?;
         let position = sinusoidal_table(cfg.padding_idx + 2, d, cfg.padding_idx, vb.device())?.get(cfg.padding_idx + 1)?;
         Ok(UnitDecoder {
@@ -110,7 +110,7 @@ impl UnitDecoder {
             position,
             layers,
             norm: candle_nn::layer_norm(d, 1e-5, vb.pp("layer_norm"))?,
-            output: Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None)?,
+            output: Linear::new(vb.pp("output_projection").get((cfg.vocab, d), "weight")?, None, false)?,
         })
     }
 
@@ -123,6 +123,29 @@ impl UnitDecoder {
     /// cross-attention, and their upsampled frames as keys of the self-attention. Their frames
     /// are still decoded (upstream emits units from them too).
     pub fn forward_masked(&self, states: &Tensor, pads: &[bool]) -> Result<Tensor> {
+        let r = self.cfg.ctc_upsample_rate;
+        let cross = if pads.iter().any(|&p| p) { Some(key_padding_mask(pads, states.device())?) } else { None };
+        // Every frame of a token enters the first layer with the same row (the token's state plus
+        // the one position), so its self-attention runs per token.
+        let x = states.broadcast_add(&self.position)?;
+        let Some((first, rest)) = self.layers.split_first() else {
+            let (b, n, d) = x.dims3()?;
+            return self.output.forward(&self.norm.forward(&x.unsqueeze(2)?.broadcast_as((b, n, r, d))?.reshape((b, n * r, d))?)?);
+        };
+        let mut x = first.forward_repeated(&x, r, pads, states, cross.as_ref())?;
+        if !rest.is_empty() {
+            let frame_pads: Vec<bool> = pads.iter().flat_map(|&p| std::iter::repeat_n(p, r)).collect();
+            let mask = causal_mask_with_pads(&frame_pads, states.device())?;
+            for layer in rest {
+                x = layer.forward_masked(&x, states, &mask, cross.as_ref())?;
+            }
+        }
+        self.output.forward(&self.norm.forward(&x)?)
+    }
+
+    /// [`forward_masked`](Self::forward_masked) computed directly over every frame, the first
+    /// layer included: the reference its per-token first layer is checked against.
+    pub fn forward_masked_frames(&self, states: &Tensor, pads: &[bool]) -> Result<Tensor> {
         let (b, n, d) = states.dims3()?;
         let r = self.cfg.ctc_upsample_rate;
         let x = states.unsqueeze(2)?.broadcast_as((b, n, r, d))?.reshape((b, n * r, d))?;

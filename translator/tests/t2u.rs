@@ -33,3 +33,24 @@ fn t2u_states_unit_logits_and_units_match_upstream() {
     assert!(expected.len() >= 3, "a non-degenerate unit sequence: {expected:?}");
     println!("units {units:?}");
 }
+
+/// The unit decoder's first layer runs its self-attention per token (every frame of a token has
+/// the same input); that equals attending over every frame, with and without trailing pads (the
+/// agent's whole-word MT input), within 1e−5.
+#[test]
+fn per_token_first_layer_equals_attending_over_every_frame() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/t2u_ref.safetensors");
+    let r = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let cfg = T2uConfig { embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, encoder_layers: 2, decoder_layers: 2, vocab: 29, ctc_upsample_rate: 5, padding_idx: 1 };
+    let decoder = UnitDecoder::new(&cfg, VarBuilder::from_tensors(common::under(&r, "decoder."), DType::F32, &Device::Cpu)).unwrap();
+    let states = r["t2u_states"].unsqueeze(0).unwrap();
+    for pads in [vec![false; 6], vec![false, false, false, false, true, true], vec![false, false, false, false, false, true]] {
+        let per_token = decoder.forward_masked(&states, &pads).unwrap();
+        let frames = decoder.forward_masked_frames(&states, &pads).unwrap();
+        assert_eq!(per_token.dims(), &[1, 30, 29]);
+        let d = common::max_abs_diff(&per_token.squeeze(0).unwrap(), &frames.squeeze(0).unwrap());
+        assert!(d <= 1e-5, "pads {pads:?}: max |diff| {d:.2e}");
+        let spread = frames.flatten_all().unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(spread > 0.1, "logits that could differ: {spread}");
+    }
+}
