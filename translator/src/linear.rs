@@ -59,39 +59,32 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, pack: bool, vb: VarBuilder)
     Linear::new(vb.get((out_dim, in_dim), "weight")?, None, pack)
 }
 
+impl Linear {
+    /// candle's product of `x` `[rows, in]` with `weight_t` `[in, out]`, plus the bias.
+    fn candle_product(&self, x: &Tensor, weight_t: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(weight_t)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
 impl Module for Linear {
     /// `x` `[…, in]` → `[…, out]` (leading dimensions flattened into one product).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
+        let (k, n) = match &self.weight {
+            Weight::Transposed(weight_t) => weight_t.dims2()?,
+            Weight::Packed(packed, _) => packed.dims(),
+        };
+        let rows = x.elem_count() / k.max(1);
+        let x = x.reshape((rows, k))?;
         let y = match &self.weight {
-            Weight::Transposed(weight_t) => {
-                let (k, n) = weight_t.dims2()?;
-                let rows = x.elem_count() / k.max(1);
-                let y = x.reshape((rows, k))?.matmul(weight_t)?;
-                let y = match &self.bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                };
-                (y, n)
-            }
+            Weight::Transposed(weight_t) => self.candle_product(&x, weight_t)?,
+            // Many rows: candle's product is faster; the weight is unpacked for it.
+            Weight::Packed(packed, _) if rows > crate::packed::KERNEL_MAX_ROWS => self.candle_product(&x, &Tensor::from_vec(packed.unpack(), (k, n), &Device::Cpu)?)?,
             Weight::Packed(packed, bias) => {
-                let (k, n) = packed.dims();
-                let rows = x.elem_count() / k.max(1);
-                if rows * k != x.elem_count() || dims.last() != Some(&k) {
-                    candle_core::bail!("linear layer: input {:?} does not end in {k}", dims);
-                }
-                if rows > crate::packed::KERNEL_MAX_ROWS {
-                    // Many rows: candle's product is faster; the weight is unpacked for it.
-                    let w = Tensor::from_vec(packed.unpack(), (k, n), &Device::Cpu)?;
-                    let y = x.reshape((rows, k))?.matmul(&w)?;
-                    let y = match &self.bias {
-                        Some(b) => y.broadcast_add(b)?,
-                        None => y,
-                    };
-                    let mut out = dims.to_vec();
-                    *out.last_mut().expect("a linear layer's input has a last dimension") = n;
-                    return y.reshape(out);
-                }
                 let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
                 let (storage, layout) = x.storage_and_layout();
                 let candle_core::Storage::Cpu(cpu) = &*storage else {
@@ -101,10 +94,9 @@ impl Module for Linear {
                 let values = &cpu.as_slice::<f32>()?[start..start + rows * k];
                 let y = packed.matmul(values, rows, bias.as_deref());
                 drop(storage);
-                (Tensor::from_vec(y, (rows, n), &Device::Cpu)?, n)
+                Tensor::from_vec(y, (rows, n), &Device::Cpu)?
             }
         };
-        let (y, n) = y;
         let mut out = dims.to_vec();
         *out.last_mut().expect("a linear layer's input has a last dimension") = n;
         y.reshape(out)

@@ -4,20 +4,27 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use translator::mt_decoder::{MtDecoder, MtDecoderConfig};
 
-#[test]
-fn logits_and_greedy_tokens_match_upstream() {
+/// The fixture's tensors, the decoder built from its weights, and its encoder output `[1, s, d]`.
+fn fixture() -> (HashMap<String, Tensor>, MtDecoderConfig, MtDecoder, Tensor) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mt_decoder_ref.safetensors");
     let r = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
     let weights = common::under(&r, "weights.");
     let cfg = MtDecoderConfig { vocab: 40, embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, layers: 2, encoder_dim: 24, padding_idx: 1, eos: 2, max_positions: 1024 };
     let dec = MtDecoder::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
     let enc = r["encoder_out"].unsqueeze(0).unwrap();
+    (r, cfg, dec, enc)
+}
+
+#[test]
+fn logits_and_greedy_tokens_match_upstream() {
+    let (r, _, dec, enc) = fixture();
     let tokens: Vec<u32> = r["tokens"].to_vec1::<i64>().unwrap().into_iter().map(|t| t as u32).collect();
     let logits = dec.forward(&tokens, &enc).unwrap().squeeze(0).unwrap();
     let d = (logits - &r["logits"]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
@@ -34,12 +41,7 @@ fn logits_and_greedy_tokens_match_upstream() {
 /// sequence the run did not decode.
 #[test]
 fn states_from_the_greedy_run_equal_a_second_pass() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mt_decoder_ref.safetensors");
-    let r = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
-    let weights = common::under(&r, "weights.");
-    let cfg = MtDecoderConfig { vocab: 40, embed_dim: 32, ffn_embed_dim: 64, attention_heads: 4, layers: 2, encoder_dim: 24, padding_idx: 1, eos: 2, max_positions: 1024 };
-    let dec = MtDecoder::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu)).unwrap();
-    let enc = r["encoder_out"].unsqueeze(0).unwrap();
+    let (_, cfg, dec, enc) = fixture();
     let cross = dec.cross_keys_values(&enc).unwrap();
     let run = dec.greedy_run(&[], &cross, 1, 12).unwrap();
     let n = run.tokens.len();
